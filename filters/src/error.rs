@@ -196,7 +196,9 @@ mod tests {
         assert_eq!(AuthError::InvalidRequest("x").status(), 400);
         assert_eq!(AuthError::Expired.status(), 401);
         assert_eq!(AuthError::Expired.code().as_str(), Some("invalid_token"));
-        let e = AuthError::InsufficientScope { required: "a b".into() };
+        let e = AuthError::InsufficientScope {
+            required: "a b".into(),
+        };
         assert_eq!(e.status(), 403);
         assert_eq!(e.required_scope(), Some("a b"));
         assert_eq!(AuthError::KeysUnavailable.status(), 503);

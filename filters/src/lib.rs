@@ -76,7 +76,10 @@ mod tests {
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {
-        assert_eq!(extract_bearer(b"bEaReR abc.def.ghi", 100).unwrap(), Some("abc.def.ghi"));
+        assert_eq!(
+            extract_bearer(b"bEaReR abc.def.ghi", 100).unwrap(),
+            Some("abc.def.ghi")
+        );
     }
 
     #[test]
@@ -86,22 +89,43 @@ mod tests {
 
     #[test]
     fn bearer_without_token_is_invalid_request() {
-        assert!(matches!(extract_bearer(b"Bearer", 100), Err(AuthError::InvalidRequest(_))));
-        assert!(matches!(extract_bearer(b"Bearer ", 100), Err(AuthError::InvalidRequest(_))));
+        assert!(matches!(
+            extract_bearer(b"Bearer", 100),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            extract_bearer(b"Bearer ", 100),
+            Err(AuthError::InvalidRequest(_))
+        ));
     }
 
     #[test]
     fn double_space_or_bad_characters_are_invalid_request() {
-        assert!(matches!(extract_bearer(b"Bearer  a.b.c", 100), Err(AuthError::InvalidRequest(_))));
-        assert!(matches!(extract_bearer(b"Bearer a.b.c x", 100), Err(AuthError::InvalidRequest(_))));
-        assert!(matches!(extract_bearer(b"Bearer a\r\nb", 100), Err(AuthError::InvalidRequest(_))));
-        assert!(matches!(extract_bearer(b"Bearer ====", 100), Err(AuthError::InvalidRequest(_))));
+        assert!(matches!(
+            extract_bearer(b"Bearer  a.b.c", 100),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            extract_bearer(b"Bearer a.b.c x", 100),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            extract_bearer(b"Bearer a\r\nb", 100),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            extract_bearer(b"Bearer ====", 100),
+            Err(AuthError::InvalidRequest(_))
+        ));
     }
 
     #[test]
     fn oversized_token_is_refused_before_parsing() {
         let mut v = b"Bearer ".to_vec();
         v.extend(std::iter::repeat_n(b'a', 101));
-        assert!(matches!(extract_bearer(&v, 100), Err(AuthError::TokenTooLarge)));
+        assert!(matches!(
+            extract_bearer(&v, 100),
+            Err(AuthError::TokenTooLarge)
+        ));
     }
 }
