@@ -1,0 +1,227 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const ISSUER: &str = r#"
+[[issuer]]
+id = "corp"
+issuer = "https://idp.example.com"
+jwks_uri = "https://idp.example.com/jwks.json"
+audiences = ["api"]
+"#;
+
+const ROUTE: &str = r#"
+[[route]]
+id = "r"
+path_prefix = "/"
+upstream = ["127.0.0.1:9"]
+"#;
+
+fn check(src: &str) -> Result<Settings, Vec<ConfigError>> {
+    from_str(Path::new("t.toml"), src).map_err(|e| e.0)
+}
+
+/// Asserts exactly one error at `key` whose reason contains `needle`, and returns it.
+fn one_error(src: &str, key: &str, needle: &str) -> ConfigError {
+    let errors = check(src).expect_err("config must be refused");
+    let e = errors
+        .iter()
+        .find(|e| e.key.as_deref() == Some(key))
+        .unwrap_or_else(|| panic!("no error for {key}: {errors:?}"));
+    assert!(e.reason.contains(needle), "{e}");
+    assert!(e.line.is_some(), "{e}");
+    e.clone()
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let s = check(&format!("{ISSUER}{ROUTE}")).unwrap();
+    assert_eq!(s.server.listen, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(s.server.max_token_bytes, 8192);
+    assert_eq!(s.strip_prefix, "x-auth-");
+    let i = &s.issuers[0];
+    assert_eq!(i.policy.leeway, Duration::from_secs(30));
+    assert_eq!(i.jwks.refresh, Duration::from_secs(300));
+    assert_eq!(i.jwks.max_stale, Duration::from_secs(3600));
+    assert_eq!(i.policy.algorithms.len(), 4);
+    assert_eq!(s.routes[0].auth, AuthMode::Required);
+    assert_eq!(s.routes[0].forward_token, ForwardToken::Strip);
+}
+
+#[test]
+fn unknown_key_is_refused_with_its_line() {
+    let e = one_error(
+        &format!("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n{ISSUER}{ROUTE}"),
+        "server.listen_port",
+        "unknown field",
+    );
+    assert_eq!(e.line, Some(3));
+    assert_eq!(
+        e.to_string().split(':').take(2).collect::<Vec<_>>(),
+        ["t.toml", "3"]
+    );
+}
+
+#[test]
+fn dangling_issuer_reference_is_refused() {
+    let src = format!("{ISSUER}{ROUTE}issuers = [\"corp\", \"nope\"]\n");
+    let e = one_error(&src, "route[0].issuers[1]", "no [[issuer]] has id \"nope\"");
+    assert_eq!(e.line, Some(src.lines().count()));
+}
+
+#[test]
+fn hmac_and_none_are_refused_as_algorithms() {
+    for alg in ["HS256", "none", "es256"] {
+        let src = format!(
+            "{}\nalgorithms = [\"ES256\", \"{alg}\"]\n{ROUTE}",
+            ISSUER.trim_end()
+        );
+        one_error(&src, "issuer[0].algorithms[1]", "is not allowed");
+    }
+}
+
+#[test]
+fn duplicate_ids_are_refused() {
+    one_error(
+        &format!("{ISSUER}{ROUTE}{ROUTE}"),
+        "route[1].id",
+        "duplicate id",
+    );
+    let second = ISSUER.replace("https://idp.example.com\"", "https://other.example.com\"");
+    one_error(
+        &format!("{ISSUER}{second}{ROUTE}"),
+        "issuer[1].id",
+        "duplicate id",
+    );
+    let same_iss = ISSUER.replace("id = \"corp\"", "id = \"corp2\"");
+    one_error(
+        &format!("{ISSUER}{same_iss}{ROUTE}"),
+        "issuer[1].issuer",
+        "duplicate issuer",
+    );
+}
+
+#[test]
+fn unparsable_durations_sizes_and_addresses_are_refused() {
+    one_error(
+        &format!("{}\nleeway = \"thirty\"\n{ROUTE}", ISSUER.trim_end()),
+        "issuer[0].leeway",
+        "not a duration",
+    );
+    one_error(
+        &format!("[server]\nmax_token_size = \"8k\"\n{ISSUER}{ROUTE}"),
+        "server.max_token_size",
+        "not a size",
+    );
+    one_error(
+        &format!("[server]\nlisten = \"localhost\"\n{ISSUER}{ROUTE}"),
+        "server.listen",
+        "host:port",
+    );
+    one_error(
+        &format!("{ISSUER}{}\n", ROUTE.replace("127.0.0.1:9", "127.0.0.1")),
+        "route[0].upstream[0]",
+        "host:port",
+    );
+}
+
+#[test]
+fn exactly_one_key_source_is_required() {
+    let none = ISSUER.replace("jwks_uri = \"https://idp.example.com/jwks.json\"\n", "");
+    one_error(&format!("{none}{ROUTE}"), "issuer[0].id", "exactly one of");
+    let two = format!("{}\ndiscovery = true\n", ISSUER.trim_end());
+    one_error(&format!("{two}{ROUTE}"), "issuer[0].id", "exactly one of");
+}
+
+#[test]
+fn plain_http_keys_from_a_remote_host_are_refused() {
+    let src = ISSUER.replace(
+        "https://idp.example.com/jwks.json",
+        "http://idp.example.com/jwks.json",
+    );
+    one_error(&format!("{src}{ROUTE}"), "issuer[0].jwks_uri", "plain http");
+    let loopback = ISSUER.replace(
+        "https://idp.example.com/jwks.json",
+        "http://127.0.0.1:8000/jwks.json",
+    );
+    assert!(check(&format!("{loopback}{ROUTE}")).is_ok());
+}
+
+#[test]
+fn audiences_are_required() {
+    one_error(
+        &format!("{ISSUER}{ROUTE}").replace("audiences = [\"api\"]", "audiences = []"),
+        "issuer[0].audiences",
+        "audience",
+    );
+}
+
+#[test]
+fn max_stale_shorter_than_refresh_is_refused() {
+    let src = format!(
+        "{}\nrefresh = \"10m\"\nmax_stale = \"5m\"\n{ROUTE}",
+        ISSUER.trim_end()
+    );
+    one_error(&src, "issuer[0].max_stale", "at least as long as refresh");
+}
+
+#[test]
+fn identity_headers_cannot_be_injected() {
+    let src = format!("{ISSUER}{ROUTE}[route.inject]\n\"X-Auth-Subject\" = \"email\"\n");
+    one_error(&src, "route[0].inject.X-Auth-Subject", "set by the gateway");
+}
+
+#[test]
+fn injected_names_are_stripped_on_every_route() {
+    let src = format!("{ISSUER}{ROUTE}[route.inject]\n\"x-tenant\" = \"tenant\"\n");
+    let s = check(&src).unwrap();
+    assert_eq!(
+        s.routes[0].inject,
+        vec![("x-tenant".to_string(), "tenant".to_string())]
+    );
+}
+
+#[test]
+fn auth_none_cannot_carry_token_rules() {
+    let src = format!("{ISSUER}{ROUTE}auth = \"none\"\nrequire_scopes = [\"a\"]\n");
+    one_error(&src, "route[0].auth", "cannot have");
+}
+
+#[test]
+fn route_paths_and_ids_are_checked() {
+    one_error(
+        &format!(
+            "{ISSUER}{}",
+            ROUTE.replace("path_prefix = \"/\"", "path_prefix = \"/a/../b\"")
+        ),
+        "route[0].path_prefix",
+        "dot segments",
+    );
+    one_error(
+        &format!("{ISSUER}{}", ROUTE.replace("id = \"r\"", "id = \"a b\"")),
+        "route[0].id",
+        "metric label",
+    );
+}
+
+#[test]
+fn a_route_table_is_required() {
+    let errors = check(ISSUER).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.key.as_deref() == Some("route")
+                && e.reason.contains("at least one [[route]]")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_not_only_the_first() {
+    let src = format!(
+        "{}\nleeway = \"x\"\nrefresh = \"y\"\n{ROUTE}issuers = [\"nope\"]\n",
+        ISSUER.trim_end()
+    );
+    assert_eq!(check(&src).unwrap_err().len(), 3);
+}

@@ -1,0 +1,402 @@
+//! The `ProxyHttp` implementation: a thin dispatcher over `filters`.
+//!
+//! `request_filter` decides (route, token, route policy) and fills the context;
+//! `upstream_peer` picks the peer; `upstream_request_filter` only rewrites headers;
+//! `logging` records metrics and the access log for every request, denied ones included.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use filters::route::Matched;
+use filters::{AuthError, VerifiedToken};
+use http::header::{AUTHORIZATION, CONNECTION, HOST};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::config::{AuthMode, ForwardToken};
+use crate::metrics::Metrics;
+use crate::respond::{self, Denial};
+use crate::runtime::{Route, Runtime};
+
+/// Request-id header, generated unless a well-formed one came in; returned on responses.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// State shared by every request: the swappable runtime and the metrics.
+pub struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+    pub metrics: Metrics,
+    pub access_log: bool,
+}
+
+/// The proxy service.
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+}
+
+/// How a request ended, for metrics and the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forwarded with a validated identity.
+    Allowed,
+    /// Forwarded without identity (`auth = "none"`, or `"optional"` without a token).
+    Anonymous,
+    /// Refused by token or route policy.
+    Denied,
+    /// No route (404 / 405) or a refused path (400).
+    Unrouted,
+    /// Forwarded, but the upstream failed (502 / 504).
+    UpstreamError,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Anonymous => "anonymous",
+            Outcome::Denied => "denied",
+            Outcome::Unrouted => "unrouted",
+            Outcome::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// Per-request context: this request's results only.
+pub struct Ctx {
+    start: Instant,
+    request_id: String,
+    runtime: Option<Arc<Runtime>>,
+    route: Option<Arc<Route>>,
+    identity: Option<Arc<VerifiedToken>>,
+    outcome: Outcome,
+    reason: Option<&'static str>,
+    upstream: Option<std::net::SocketAddr>,
+    gateway_time: Option<Duration>,
+    upstream_start: Option<Instant>,
+}
+
+impl Gateway {
+    async fn deny(&self, session: &mut Session, ctx: &mut Ctx, denial: Denial) -> Result<bool> {
+        ctx.outcome = if denial.is_routing() {
+            Outcome::Unrouted
+        } else {
+            Outcome::Denied
+        };
+        ctx.reason = Some(denial.reason());
+        respond::write(session, &ctx.request_id, &denial).await?;
+        Ok(true)
+    }
+
+    /// Authenticates and authorizes against the route. `Ok(None)`: anonymous.
+    async fn authenticate(
+        &self,
+        session: &Session,
+        rt: &Runtime,
+        route: &Route,
+    ) -> Result<Option<Arc<VerifiedToken>>, AuthError> {
+        let mut values = session.req_header().headers.get_all(AUTHORIZATION).iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(AuthError::InvalidRequest(
+                "more than one Authorization header",
+            ));
+        }
+        let token = match first {
+            Some(v) => filters::extract_bearer(v.as_bytes(), rt.max_token_bytes)?,
+            None => None,
+        };
+        let Some(token) = token else {
+            return match route.auth {
+                AuthMode::Optional => Ok(None),
+                _ => Err(AuthError::MissingToken),
+            };
+        };
+        let verified = rt.validator.validate(token).await?;
+        route.policy.check(&verified)?;
+        Ok(Some(verified))
+    }
+}
+
+fn request_host(req: &RequestHeader) -> &str {
+    let raw = req
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.host())
+        .unwrap_or("");
+    // Strip a port, keeping IPv6 literals whole.
+    if raw.starts_with('[') {
+        raw.split_once(']')
+            .map_or(raw, |(h, _)| &raw[..h.len() + 1])
+    } else {
+        raw.split(':').next().unwrap_or("")
+    }
+}
+
+fn new_request_id() -> String {
+    let mut b = [0u8; 16];
+    // A failing system RNG leaves zeros: the id is for correlation, not security.
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    let mut s = String::with_capacity(32);
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            start: Instant::now(),
+            request_id: String::new(),
+            runtime: None,
+            route: None,
+            identity: None,
+            outcome: Outcome::Unrouted,
+            reason: None,
+            upstream: None,
+            gateway_time: None,
+            upstream_start: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.start = Instant::now();
+        let req = session.req_header();
+        ctx.request_id = match req.headers.get(REQUEST_ID) {
+            Some(v) if filters::headers::is_valid_request_id(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
+            _ => new_request_id(),
+        };
+        let rt = self.shared.runtime.load_full();
+        ctx.runtime = Some(rt.clone());
+
+        let path = req.uri.path();
+        if let Err(why) = filters::route::check_path(path) {
+            return self.deny(session, ctx, Denial::BadPath(why)).await;
+        }
+        let route = match rt
+            .routes
+            .matches(request_host(req), path, req.method.as_str())
+        {
+            Matched::Route(r) => r.clone(),
+            Matched::MethodNotAllowed => {
+                return self.deny(session, ctx, Denial::MethodNotAllowed).await
+            }
+            Matched::NotFound => return self.deny(session, ctx, Denial::NotFound).await,
+        };
+        ctx.route = Some(route.clone());
+        if route.auth == AuthMode::None {
+            ctx.outcome = Outcome::Anonymous;
+            return Ok(false);
+        }
+        match self.authenticate(session, &rt, &route).await {
+            Ok(identity) => {
+                ctx.outcome = if identity.is_some() {
+                    Outcome::Allowed
+                } else {
+                    Outcome::Anonymous
+                };
+                ctx.identity = identity;
+                Ok(false)
+            }
+            Err(e) => self.deny(session, ctx, Denial::Auth(e)).await,
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(route) = ctx.route.as_ref() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no route selected",
+            ));
+        };
+        let addr = route.next_upstream();
+        ctx.upstream = Some(addr);
+        ctx.gateway_time = Some(ctx.start.elapsed());
+        ctx.upstream_start = Some(Instant::now());
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(route.connect_timeout);
+        peer.options.read_timeout = Some(route.read_timeout);
+        peer.options.write_timeout = Some(route.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let (Some(rt), Some(route)) = (ctx.runtime.as_ref(), ctx.route.as_ref()) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no route selected",
+            ));
+        };
+        // Hop-by-hop: keep only the connection options Pingora itself acts on, and drop
+        // every header the client nominated, so `Connection: x-auth-subject` cannot make a
+        // downstream hop remove an injected header.
+        let mut nominated = Vec::new();
+        for v in up.headers.get_all(CONNECTION) {
+            for token in v.to_str().unwrap_or("").split(',') {
+                let t = token.trim().to_ascii_lowercase();
+                if !t.is_empty() && !matches!(t.as_str(), "close" | "keep-alive" | "upgrade") {
+                    nominated.push(t);
+                }
+            }
+        }
+        if !nominated.is_empty() {
+            let kept: Vec<String> = up
+                .headers
+                .get_all(CONNECTION)
+                .iter()
+                .flat_map(|v| {
+                    v.to_str()
+                        .unwrap_or("")
+                        .split(',')
+                        .map(|t| t.trim().to_ascii_lowercase())
+                })
+                .filter(|t| matches!(t.as_str(), "close" | "keep-alive" | "upgrade"))
+                .collect();
+            up.remove_header(&CONNECTION);
+            if !kept.is_empty() {
+                up.insert_header(CONNECTION, kept.join(", "))?;
+            }
+            for n in nominated {
+                up.remove_header(n.as_str());
+            }
+        }
+        // Identity headers are only ever the gateway's: remove every client-sent copy.
+        let doomed: Vec<http::HeaderName> = up
+            .headers
+            .keys()
+            .filter(|n| filters::headers::must_strip(n.as_str(), &rt.strip_prefix, &rt.strip_names))
+            .cloned()
+            .collect();
+        for n in doomed {
+            up.remove_header(&n);
+        }
+        if route.forward_token == ForwardToken::Strip {
+            up.remove_header(&AUTHORIZATION);
+        }
+        if let Some(id) = ctx.identity.as_ref() {
+            use filters::headers::{encode_claim, encode_scopes};
+            let mut set = |name: &'static str, v: Option<String>| -> Result<()> {
+                if let Some(v) = v {
+                    up.insert_header(name, v)?;
+                }
+                Ok(())
+            };
+            set(
+                "x-auth-subject",
+                id.sub
+                    .as_ref()
+                    .and_then(|s| encode_claim(&serde_json::Value::from(s.as_str()))),
+            )?;
+            set(
+                "x-auth-issuer",
+                encode_claim(&serde_json::Value::from(id.iss.as_str())),
+            )?;
+            set("x-auth-scopes", Some(encode_scopes(&id.scopes)))?;
+            set(
+                "x-auth-client",
+                id.client
+                    .as_ref()
+                    .and_then(|s| encode_claim(&serde_json::Value::from(s.as_str()))),
+            )?;
+            for (header, claim) in &route.inject {
+                if let Some(v) = id.claims.get(claim).and_then(encode_claim) {
+                    up.insert_header(header.clone(), v)?;
+                }
+            }
+        }
+        up.insert_header(REQUEST_ID, ctx.request_id.as_str())?;
+        tracing::trace!(request_id = %ctx.request_id, route = &*route.id, "upstream request headers rewritten");
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        resp.insert_header(REQUEST_ID, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = respond::status_for_error(e);
+        if ctx.upstream.is_some() {
+            ctx.outcome = Outcome::UpstreamError;
+            ctx.reason = Some(if code == 504 {
+                "upstream_timeout"
+            } else {
+                "upstream_unavailable"
+            });
+        }
+        if code > 0 {
+            if let Err(err) =
+                respond::write(session, &ctx.request_id, &Denial::Upstream(code)).await
+            {
+                tracing::debug!(request_id = %ctx.request_id, error = %err, "could not send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let m = &self.shared.metrics;
+        let route = ctx.route.as_ref().map_or("_unrouted", |r| &*r.id);
+        let total = ctx.start.elapsed();
+        let gateway = ctx.gateway_time.unwrap_or(total);
+        let upstream = ctx.upstream_start.map(|s| s.elapsed());
+        m.requests
+            .with_label_values(&[route, ctx.outcome.label()])
+            .inc();
+        if ctx.outcome == Outcome::Denied {
+            m.denials
+                .with_label_values(&[route, ctx.reason.unwrap_or("unknown")])
+                .inc();
+        }
+        m.request_duration
+            .with_label_values(&[route])
+            .observe(gateway.as_secs_f64());
+        if let Some(u) = upstream {
+            m.upstream_duration
+                .with_label_values(&[route])
+                .observe(u.as_secs_f64());
+        }
+        if !self.shared.access_log {
+            return;
+        }
+        let req = session.req_header();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        tracing::info!(
+            target: "tokengate::access",
+            request_id = %ctx.request_id,
+            route,
+            method = %req.method,
+            path = req.uri.path(),
+            status,
+            outcome = ctx.outcome.label(),
+            reason = ctx.reason.unwrap_or(""),
+            subject = ctx.identity.as_ref().and_then(|i| i.sub.as_deref()).unwrap_or(""),
+            issuer = ctx.identity.as_ref().map_or("", |i| &*i.issuer_id),
+            upstream = %ctx.upstream.map(|a| a.to_string()).unwrap_or_default(),
+            gateway_us = u64::try_from(gateway.as_micros()).unwrap_or(u64::MAX),
+            upstream_us = upstream.map_or(0, |u| u64::try_from(u.as_micros()).unwrap_or(u64::MAX)),
+            "request"
+        );
+    }
+}

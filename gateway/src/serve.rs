@@ -1,0 +1,130 @@
+//! `tokengate run`: builds the Pingora server from the checked settings and runs it.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use filters::jwks::JwksCache;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::admin::Admin;
+use crate::config::{LogSettings, Settings};
+use crate::metrics::Metrics;
+use crate::proxy::{Gateway, Shared};
+use crate::runtime::Runtime;
+
+/// Fetches every issuer's keys once at start, then keeps them fresh. Runs on its own
+/// runtime, created by Pingora after the server starts.
+struct KeyRefresher {
+    caches: Vec<Arc<JwksCache>>,
+}
+
+#[async_trait]
+impl BackgroundService for KeyRefresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for cache in &self.caches {
+            let cache = cache.clone();
+            tasks.spawn(async move {
+                if let Err(e) = cache.refresh().await {
+                    tracing::warn!(issuer = %cache.config().issuer, error = %e, "initial key fetch failed; retrying in the background");
+                }
+                cache.run_refresher().await;
+            });
+        }
+        // Refreshers run until shutdown.
+        let _ = shutdown.changed().await;
+        tasks.abort_all();
+    }
+}
+
+/// Whether an event may be logged whatever its level. Other crates' debug and trace output
+/// is never emitted: Pingora, h2 and hyper print request headers there, `Authorization`
+/// included, so only tokengate's own events may go below `info`.
+fn verbose_allowed(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() <= tracing::Level::INFO
+        || meta.target().starts_with("tokengate")
+        || meta.target().starts_with("filters")
+}
+
+/// Starts logging as configured. Safe to call once per process.
+pub fn init_logging(log: &LogSettings) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let only_ours = tracing_subscriber::filter::filter_fn(verbose_allowed);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = if log.json {
+        fmt.json().flatten_event(true).with_current_span(false).with_filter(only_ours).boxed()
+    } else {
+        fmt.with_filter(only_ours).boxed()
+    };
+    if let Err(e) = tracing_subscriber::registry().with(filter).with(layer).try_init() {
+        eprintln!("tokengate: logging already initialised: {e}");
+    }
+}
+
+/// Runs the gateway until a signal stops it.
+pub fn run(settings: Settings, upgrade: bool) -> Result<(), String> {
+    let (runtime, fresh) = Runtime::build(&settings, None).map_err(|e| e.to_string())?;
+    let shared = Arc::new(Shared {
+        runtime: ArcSwap::from_pointee(runtime),
+        metrics: Metrics::new(),
+        access_log: settings.log.access_log,
+    });
+    let s = &settings.server;
+    let conf = ServerConf {
+        threads: s.threads,
+        grace_period_seconds: Some(s.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout.as_secs()),
+        upgrade_sock: s.upgrade_sock.clone(),
+        pid_file: s.pid_file.clone(),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway {
+            shared: shared.clone(),
+        },
+        "tokengate proxy",
+    );
+    proxy.add_tcp(&s.listen.to_string());
+    server.add_service(proxy);
+
+    if let Some(addr) = s.admin_listen {
+        let mut admin = Service::new(
+            "tokengate admin".to_string(),
+            Admin {
+                shared: shared.clone(),
+            },
+        );
+        admin.add_tcp(&addr.to_string());
+        server.add_service(admin);
+    }
+    server.add_service(background_service(
+        "jwks refresher",
+        KeyRefresher { caches: fresh },
+    ));
+    tracing::info!(
+        listen = %s.listen,
+        admin = %s.admin_listen.map(|a| a.to_string()).unwrap_or_default(),
+        routes = settings.routes.len(),
+        issuers = settings.issuers.len(),
+        config = %settings.path.display(),
+        "tokengate starting"
+    );
+    server.run_forever()
+}
