@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod metrics;
 mod proxy;
+mod reload;
 mod respond;
 mod runtime;
 mod serve;

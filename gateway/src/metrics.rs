@@ -28,6 +28,8 @@ pub struct Metrics {
     jwks_keys: IntGaugeVec,
     jwks_age: IntGaugeVec,
     cache_hits: IntCounter,
+    reloads: IntCounterVec,
+    last_reload: prometheus::Gauge,
     cache_misses: IntCounter,
     /// Last values seen of counters kept elsewhere (key → value), to add only the delta.
     seen: Mutex<HashMap<String, u64>>,
@@ -132,6 +134,22 @@ impl Metrics {
             ),
             cache_hits,
             cache_misses,
+            reloads: counter_vec(
+                &r,
+                "tokengate_config_reloads_total",
+                "Configuration reloads by result.",
+                &["result"],
+            ),
+            last_reload: {
+                let g = prometheus::Gauge::new(
+                    "tokengate_config_last_reload_success_timestamp_seconds",
+                    "Unix time of the last successful configuration load (start or reload).",
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+                r.register(Box::new(g.clone()))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                g
+            },
             seen: Mutex::new(HashMap::new()),
             registry: r,
         }
@@ -146,6 +164,21 @@ impl Metrics {
         } else {
             current
         });
+    }
+
+    /// Records the configuration loaded at start.
+    pub fn config_loaded(&self, now: f64) {
+        self.last_reload.set(now);
+    }
+
+    /// Records a reload attempt.
+    pub fn reload_result(&self, ok: bool, now: f64) {
+        self.reloads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+        if ok {
+            self.last_reload.set(now);
+        }
     }
 
     /// Renders the text exposition, refreshing the gauges kept by other components.

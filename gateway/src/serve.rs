@@ -3,43 +3,17 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use filters::jwks::JwksCache;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
-use pingora::services::background::{background_service, BackgroundService};
+use pingora::server::Server;
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::config::{LogSettings, Settings};
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Shared};
+use crate::reload::Supervisor;
 use crate::runtime::Runtime;
-
-/// Fetches every issuer's keys once at start, then keeps them fresh. Runs on its own
-/// runtime, created by Pingora after the server starts.
-struct KeyRefresher {
-    caches: Vec<Arc<JwksCache>>,
-}
-
-#[async_trait]
-impl BackgroundService for KeyRefresher {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tasks = tokio::task::JoinSet::new();
-        for cache in &self.caches {
-            let cache = cache.clone();
-            tasks.spawn(async move {
-                if let Err(e) = cache.refresh().await {
-                    tracing::warn!(issuer = %cache.config().issuer, error = %e, "initial key fetch failed; retrying in the background");
-                }
-                cache.run_refresher().await;
-            });
-        }
-        // Refreshers run until shutdown.
-        let _ = shutdown.changed().await;
-        tasks.abort_all();
-    }
-}
 
 /// Whether an event may be logged whatever its level. Other crates' debug and trace output
 /// is never emitted: Pingora, h2 and hyper print request headers there, `Authorization`
@@ -61,11 +35,19 @@ pub fn init_logging(log: &LogSettings) {
     let only_ours = tracing_subscriber::filter::filter_fn(verbose_allowed);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let layer = if log.json {
-        fmt.json().flatten_event(true).with_current_span(false).with_filter(only_ours).boxed()
+        fmt.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_filter(only_ours)
+            .boxed()
     } else {
         fmt.with_filter(only_ours).boxed()
     };
-    if let Err(e) = tracing_subscriber::registry().with(filter).with(layer).try_init() {
+    if let Err(e) = tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .try_init()
+    {
         eprintln!("tokengate: logging already initialised: {e}");
     }
 }
@@ -115,8 +97,8 @@ pub fn run(settings: Settings, upgrade: bool) -> Result<(), String> {
         server.add_service(admin);
     }
     server.add_service(background_service(
-        "jwks refresher",
-        KeyRefresher { caches: fresh },
+        "supervisor",
+        Supervisor::new(shared.clone(), settings.clone(), fresh),
     ));
     tracing::info!(
         listen = %s.listen,
