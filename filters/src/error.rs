@@ -57,6 +57,16 @@ pub enum AuthError {
     },
     /// The issuer's keys are not available (cold start, or stale beyond `max_stale`): 503.
     KeysUnavailable,
+    /// The route checks revocation and the token has no `jti` (issuer's `require_jti`).
+    MissingJti,
+    /// `revoked:<jti>` exists.
+    TokenRevoked,
+    /// The token's refresh-token family is revoked.
+    FamilyRevoked,
+    /// Every token of the subject issued before a time is revoked (logout everywhere).
+    SubjectRevoked,
+    /// The revocation store did not answer and the route fails closed: 503.
+    StoreUnavailable,
 }
 
 /// The RFC 6750 §3.1 error code of a denial.
@@ -105,7 +115,7 @@ impl AuthError {
             MissingToken => ErrorCode::None,
             InvalidRequest(_) => ErrorCode::InvalidRequest,
             InsufficientScope { .. } | ClaimMismatch { .. } => ErrorCode::InsufficientScope,
-            KeysUnavailable => ErrorCode::TemporarilyUnavailable,
+            KeysUnavailable | StoreUnavailable => ErrorCode::TemporarilyUnavailable,
             _ => ErrorCode::InvalidToken,
         }
     }
@@ -147,6 +157,11 @@ impl AuthError {
             InsufficientScope { .. } => "insufficient_scope",
             ClaimMismatch { .. } => "claim_mismatch",
             KeysUnavailable => "keys_unavailable",
+            MissingJti => "missing_jti",
+            TokenRevoked => "revoked",
+            FamilyRevoked => "family_revoked",
+            SubjectRevoked => "subject_revoked",
+            StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -173,6 +188,9 @@ impl AuthError {
             InsufficientScope { .. } => "the token lacks a required scope",
             ClaimMismatch { .. } => "the token is not allowed on this route",
             KeysUnavailable => "the issuer's keys are temporarily unavailable",
+            MissingJti => "the token has no jti, so its revocation cannot be checked",
+            TokenRevoked | FamilyRevoked | SubjectRevoked => "the token has been revoked",
+            StoreUnavailable => "the revocation status cannot be checked right now",
         }
     }
 }

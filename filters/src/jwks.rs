@@ -12,6 +12,7 @@
 //! keys in use are kept (until `max_stale`), and the failure is logged and counted.
 
 mod fetch;
+pub(crate) use fetch::check_url;
 mod keys;
 #[cfg(test)]
 mod tests;

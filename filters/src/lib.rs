@@ -8,10 +8,12 @@
 
 pub mod claims;
 pub mod error;
+pub mod exchange;
 pub mod headers;
 pub mod jwk;
 pub mod jwks;
 pub mod jws;
+pub mod revocation;
 pub mod route;
 pub mod sign;
 pub mod validate;

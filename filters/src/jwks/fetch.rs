@@ -207,7 +207,7 @@ impl Fetcher {
 
 /// The URL rule: `https` always; `http` only to a loopback host (`127.0.0.0/8`, `::1`,
 /// `localhost`) unless `allow_insecure_http`; no other scheme, no credentials in the URL.
-pub(super) fn check_url(raw: &str, allow_insecure_http: bool) -> Result<Url, JwksError> {
+pub(crate) fn check_url(raw: &str, allow_insecure_http: bool) -> Result<Url, JwksError> {
     let url = Url::parse(raw).map_err(|e| JwksError::BadUrl(format!("{}: {e}", shorten(raw))))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(JwksError::BadUrl(
