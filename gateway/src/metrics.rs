@@ -24,6 +24,11 @@ pub struct Metrics {
     pub denials: IntCounterVec,
     pub request_duration: HistogramVec,
     pub upstream_duration: HistogramVec,
+    pub revocation_checks: IntCounterVec,
+    pub exchanges: IntCounterVec,
+    pub exchange_duration: prometheus::Histogram,
+    exchange_cache: IntCounterVec,
+    pub revocation_duration: prometheus::Histogram,
     jwks_fetches: IntCounterVec,
     jwks_keys: IntGaugeVec,
     jwks_age: IntGaugeVec,
@@ -114,6 +119,48 @@ impl Metrics {
                 "Time from sending the request upstream to the end of the response.",
                 &["route"],
             ),
+            revocation_checks: counter_vec(
+                &r,
+                "tokengate_revocation_checks_total",
+                "Revocation store checks by result (valid, revoked, family_revoked, subject_revoked, error).",
+                &["result"],
+            ),
+            revocation_duration: {
+                let h = prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "tokengate_revocation_check_duration_seconds",
+                        "Time of one revocation store check (one round trip).",
+                    )
+                    .buckets(BUCKETS.to_vec()),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+                r.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("{e}"));
+                h
+            },
+            exchanges: counter_vec(
+                &r,
+                "tokengate_exchanges_total",
+                "Token exchanges by route and result (ok, or the failure reason).",
+                &["route", "result"],
+            ),
+            exchange_duration: {
+                let h = prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "tokengate_exchange_duration_seconds",
+                        "Time to obtain a backend token (cache hit, local mint or STS call).",
+                    )
+                    .buckets(BUCKETS.to_vec()),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+                r.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("{e}"));
+                h
+            },
+            exchange_cache: counter_vec(
+                &r,
+                "tokengate_exchange_cache_total",
+                "Exchanged-token cache lookups by exchanger and result (hit, miss).",
+                &["exchanger", "result"],
+            ),
             jwks_fetches: counter_vec(
                 &r,
                 "tokengate_jwks_fetches_total",
@@ -187,6 +234,13 @@ impl Metrics {
             let (hits, misses) = rt.validator.cache_stats();
             Self::add_delta(&mut seen, "cache_hits".into(), hits, &self.cache_hits);
             Self::add_delta(&mut seen, "cache_misses".into(), misses, &self.cache_misses);
+            for (id, cache) in &rt.exchangers {
+                let st = cache.stats();
+                let hit = self.exchange_cache.with_label_values(&[id, "hit"]);
+                let miss = self.exchange_cache.with_label_values(&[id, "miss"]);
+                Self::add_delta(&mut seen, format!("xhit/{id}"), st.hits, &hit);
+                Self::add_delta(&mut seen, format!("xmiss/{id}"), st.misses, &miss);
+            }
             for i in &rt.issuers {
                 let id = &*i.policy.id;
                 let s = i.jwks.stats();

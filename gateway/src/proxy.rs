@@ -16,7 +16,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::config::{AuthMode, ForwardToken};
+use crate::config::{AuthMode, ForwardToken, OnStoreError, RouteKind};
 use crate::metrics::Metrics;
 use crate::respond::{self, Denial};
 use crate::runtime::{Route, Runtime};
@@ -70,6 +70,8 @@ pub struct Ctx {
     runtime: Option<Arc<Runtime>>,
     route: Option<Arc<Route>>,
     identity: Option<Arc<VerifiedToken>>,
+    /// The token minted for the backend (`forward_token = "exchange"`).
+    backend_token: Option<Arc<str>>,
     outcome: Outcome,
     reason: Option<&'static str>,
     upstream: Option<std::net::SocketAddr>,
@@ -115,7 +117,169 @@ impl Gateway {
         };
         let verified = rt.validator.validate(token).await?;
         route.policy.check(&verified)?;
+        if route.revocation {
+            self.check_revocation(rt, route, &verified).await?;
+        }
         Ok(Some(verified))
+    }
+
+    /// One store round trip for the token's `jti`, family and subject. Only tokens that
+    /// passed validation get here, so invalid tokens cause no store traffic.
+    async fn check_revocation(
+        &self,
+        rt: &Runtime,
+        route: &Route,
+        t: &VerifiedToken,
+    ) -> Result<(), AuthError> {
+        use filters::revocation::{RevocationQuery, Verdict};
+        let m = &self.shared.metrics;
+        let opts = rt.issuer_options(&t.issuer_id);
+        if t.jti.is_none() && opts.is_none_or(|o| o.require_jti) {
+            return Err(AuthError::MissingJti);
+        }
+        let family = opts
+            .and_then(|o| t.claims.get(&o.family_claim))
+            .and_then(|v| v.as_str());
+        let query = RevocationQuery {
+            jti: t.jti.as_deref(),
+            family,
+            issuer: &t.iss,
+            subject: t.sub.as_deref(),
+            iat: t.iat,
+        };
+        let started = Instant::now();
+        let result = match rt.store.get() {
+            Some(store) => store.0.check(&query).await,
+            None => Err(filters::revocation::StoreError::Unavailable(
+                "not connected yet".into(),
+            )),
+        };
+        m.revocation_duration
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(verdict) => {
+                m.revocation_checks
+                    .with_label_values(&[verdict.label()])
+                    .inc();
+                match verdict {
+                    Verdict::Valid => Ok(()),
+                    Verdict::TokenRevoked => Err(AuthError::TokenRevoked),
+                    Verdict::FamilyRevoked => Err(AuthError::FamilyRevoked),
+                    Verdict::SubjectRevoked => Err(AuthError::SubjectRevoked),
+                }
+            }
+            Err(e) => {
+                m.revocation_checks.with_label_values(&["error"]).inc();
+                match route.on_store_error {
+                    OnStoreError::Deny => Err(AuthError::StoreUnavailable),
+                    OnStoreError::Allow => {
+                        tracing::warn!(route = &*route.id, error = %e, "revocation store unavailable; allowed by on_store_error = \"allow\"");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Exchanges the caller's token for one minted for the route's backend (RFC 8693).
+    /// Runs after validation, route policy and the revocation check, so a revoked token
+    /// never reaches the exchanged-token cache.
+    async fn exchange(
+        &self,
+        session: &Session,
+        ctx: &Ctx,
+        rt: &Runtime,
+        route: &Route,
+        t: &VerifiedToken,
+    ) -> Result<Arc<str>, filters::exchange::ExchangeError> {
+        use filters::exchange::{ExchangeError, ExchangeRequest, Exchanger as _};
+        let Some(x) = route.exchange.as_ref() else {
+            return Err(ExchangeError::Unavailable("route has no exchange"));
+        };
+        let subject_token = session
+            .req_header()
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| {
+                filters::extract_bearer(v.as_bytes(), rt.max_token_bytes)
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or("");
+        let req = ExchangeRequest {
+            subject: t,
+            subject_token,
+            audience: &x.audience,
+            allowed_scopes: &x.scopes,
+            ttl: x.ttl,
+            carry_claims: &x.claims,
+            request_id: Some(&ctx.request_id),
+        };
+        let started = Instant::now();
+        let result = x.exchanger.exchange(&req).await;
+        let m = &self.shared.metrics;
+        m.exchange_duration.observe(started.elapsed().as_secs_f64());
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.reason(),
+        };
+        m.exchanges.with_label_values(&[&route.id, label]).inc();
+        result.map(|issued| issued.token)
+    }
+
+    /// A logout route: revokes the caller's token (and, if configured, its family) and
+    /// answers 204 itself.
+    async fn logout(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rt: &Runtime,
+        route: &Route,
+        t: &VerifiedToken,
+    ) -> Result<bool> {
+        let Some(jti) = t.jti.as_deref() else {
+            return self
+                .deny(
+                    session,
+                    ctx,
+                    Denial::Auth(AuthError::InvalidRequest("the token has no jti to revoke")),
+                )
+                .await;
+        };
+        let Some(store) = rt.store.get() else {
+            return self
+                .deny(session, ctx, Denial::Auth(AuthError::StoreUnavailable))
+                .await;
+        };
+        let opts = rt.issuer_options(&t.issuer_id);
+        let leeway = opts.map_or(0, |o| i64::try_from(o.leeway.as_secs()).unwrap_or(0));
+        let left = t
+            .exp
+            .saturating_add(leeway)
+            .saturating_sub(filters::validate::unix_now())
+            .max(1);
+        let ttl = Duration::from_secs(u64::try_from(left).unwrap_or(1));
+        let mut result = store.0.revoke_token(jti, ttl).await;
+        if route.logout_family && result.is_ok() {
+            let family = opts
+                .and_then(|o| t.claims.get(&o.family_claim))
+                .and_then(|v| v.as_str());
+            if let Some(fid) = family {
+                result = store
+                    .0
+                    .revoke_family(fid, rt.revocation.default_ttl.max(ttl))
+                    .await;
+            }
+        }
+        if let Err(e) = result {
+            tracing::warn!(request_id = %ctx.request_id, error = %e, "logout could not write the revocation");
+            return self
+                .deny(session, ctx, Denial::Auth(AuthError::StoreUnavailable))
+                .await;
+        }
+        ctx.reason = Some("logout");
+        respond::no_content(session, &ctx.request_id).await?;
+        Ok(true)
     }
 }
 
@@ -157,6 +321,7 @@ impl ProxyHttp for Gateway {
             runtime: None,
             route: None,
             identity: None,
+            backend_token: None,
             outcome: Outcome::Unrouted,
             reason: None,
             upstream: None,
@@ -181,6 +346,13 @@ impl ProxyHttp for Gateway {
         if let Err(why) = filters::route::check_path(path) {
             return self.deny(session, ctx, Denial::BadPath(why)).await;
         }
+        if let (Some(jwks), Some(p)) = (rt.signer_jwks.as_ref(), rt.public_jwks_path.as_deref()) {
+            if p == path && req.method == http::Method::GET {
+                ctx.outcome = Outcome::Anonymous;
+                respond::jwks(session, &ctx.request_id, jwks.clone()).await?;
+                return Ok(true);
+            }
+        }
         let route = match rt
             .routes
             .matches(request_host(req), path, req.method.as_str())
@@ -197,6 +369,22 @@ impl ProxyHttp for Gateway {
             return Ok(false);
         }
         match self.authenticate(session, &rt, &route).await {
+            Ok(Some(id)) if route.kind == RouteKind::Logout => {
+                ctx.outcome = Outcome::Allowed;
+                ctx.identity = Some(id.clone());
+                self.logout(session, ctx, &rt, &route, &id).await
+            }
+            Ok(Some(id)) if route.exchange.is_some() => {
+                ctx.outcome = Outcome::Allowed;
+                ctx.identity = Some(id.clone());
+                match self.exchange(session, ctx, &rt, &route, &id).await {
+                    Ok(token) => {
+                        ctx.backend_token = Some(token);
+                        Ok(false)
+                    }
+                    Err(e) => self.deny(session, ctx, Denial::Exchange(e)).await,
+                }
+            }
             Ok(identity) => {
                 ctx.outcome = if identity.is_some() {
                     Outcome::Allowed
@@ -283,8 +471,15 @@ impl ProxyHttp for Gateway {
         for n in doomed {
             up.remove_header(&n);
         }
-        if route.forward_token == ForwardToken::Strip {
-            up.remove_header(&AUTHORIZATION);
+        match (route.forward_token, ctx.backend_token.as_deref()) {
+            (ForwardToken::Passthrough, _) => {}
+            (ForwardToken::Exchange, Some(token)) => {
+                up.insert_header(AUTHORIZATION, format!("Bearer {token}"))?;
+            }
+            // Strip, or an exchange that produced nothing (not reachable: it is refused).
+            _ => {
+                up.remove_header(&AUTHORIZATION);
+            }
         }
         if let Some(id) = ctx.identity.as_ref() {
             use filters::headers::{encode_claim, encode_scopes};

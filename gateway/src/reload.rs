@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{self, Settings};
 use crate::proxy::Shared;
-use crate::runtime::Runtime;
+use crate::runtime::{Fresh, Runtime, StoreSlot};
 
 /// Background refresh task of one key cache.
 struct Refresher {
@@ -29,18 +29,51 @@ pub struct Supervisor {
     path: PathBuf,
     /// The settings the running runtime was built from (for what cannot change live).
     settings: Mutex<Settings>,
-    /// Caches built at start, fetched when the service starts.
-    initial: Mutex<Vec<Arc<JwksCache>>>,
+    /// What the start-time runtime needs started, taken when the service starts.
+    initial: Mutex<Fresh>,
+}
+
+/// Creates the Redis store of a slot. It is created here, on the supervisor's runtime
+/// (which lives as long as the process), so its connection tasks run there; it connects
+/// lazily and reconnects by itself, so Redis may be down at start or later: checks then
+/// fail and routes apply `on_store_error` until it answers again.
+fn connect_store(slot: &StoreSlot, keys: filters::revocation::KeyScheme) {
+    let Some(r) = slot.redis.clone() else { return };
+    let cfg = filters::revocation::RedisConfig {
+        urls: r.urls,
+        cluster: r.cluster,
+        timeout: r.timeout,
+        connect_timeout: r.connect_timeout,
+        keys,
+    };
+    match filters::revocation::RedisStore::connect_lazy(cfg) {
+        Ok(store) => {
+            slot.set(Box::new(store));
+            tracing::info!(cluster = r.cluster, "revocation store configured (Redis)");
+        }
+        // Only a configuration the checker let through but the client refuses gets here.
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create the Redis revocation store; checks will fail")
+        }
+    }
 }
 
 impl Supervisor {
-    pub fn new(shared: Arc<Shared>, settings: Settings, initial: Vec<Arc<JwksCache>>) -> Self {
+    pub fn new(shared: Arc<Shared>, settings: Settings, initial: Fresh) -> Self {
         Supervisor {
             shared,
             path: settings.path.clone(),
             settings: Mutex::new(settings),
             initial: Mutex::new(initial),
         }
+    }
+
+    /// Starts what a new runtime needs: store connection (in the background) and keys.
+    async fn start_fresh(&self, fresh: Fresh, refreshers: &mut Vec<Refresher>) {
+        if let Some(slot) = fresh.store {
+            connect_store(&slot, self.shared.runtime.load().revocation.keys.clone());
+        }
+        Self::start_caches(fresh.caches, refreshers).await;
     }
 
     /// Fetches the keys of new caches once (concurrently, each bounded by its fetch
@@ -80,7 +113,10 @@ impl Supervisor {
         }
         let old = self.shared.runtime.load_full();
         let (runtime, fresh) = Runtime::build(&settings, Some(&old)).map_err(|e| e.to_string())?;
-        Self::start_caches(fresh, refreshers).await;
+        if let Some(slot) = &fresh.store {
+            connect_store(slot, settings.revocation.keys.clone());
+        }
+        Self::start_caches(fresh.caches, refreshers).await;
         self.shared.runtime.store(Arc::new(runtime));
         // Stop refreshing caches the new runtime no longer uses.
         let live = self.shared.runtime.load();
@@ -149,7 +185,7 @@ impl BackgroundService for Supervisor {
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
             .unwrap_or_default();
-        Self::start_caches(initial, &mut refreshers).await;
+        self.start_fresh(initial, &mut refreshers).await;
         self.shared.metrics.config_loaded(unix_now_f64());
 
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {

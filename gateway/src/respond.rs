@@ -24,6 +24,8 @@ pub enum Denial {
     MethodNotAllowed,
     /// The upstream failed: 502 or 504.
     Upstream(u16),
+    /// The token exchange failed.
+    Exchange(filters::exchange::ExchangeError),
 }
 
 impl Denial {
@@ -44,6 +46,7 @@ impl Denial {
             Denial::MethodNotAllowed => "method_not_allowed",
             Denial::Upstream(504) => "upstream_timeout",
             Denial::Upstream(_) => "upstream_unavailable",
+            Denial::Exchange(e) => e.reason(),
         }
     }
 
@@ -54,6 +57,7 @@ impl Denial {
             Denial::NotFound => 404,
             Denial::MethodNotAllowed => 405,
             Denial::Upstream(code) => *code,
+            Denial::Exchange(e) => e.status(),
         }
     }
 
@@ -67,11 +71,30 @@ impl Denial {
             }
             Denial::Upstream(504) => ("upstream_timeout", "the upstream did not answer in time"),
             Denial::Upstream(_) => ("upstream_unavailable", "the upstream could not be reached"),
+            Denial::Exchange(e) => match e.status() {
+                401 => (
+                    "invalid_token",
+                    "the token cannot be exchanged for this backend",
+                ),
+                403 => (
+                    "insufficient_scope",
+                    "the token is not allowed for this backend",
+                ),
+                _ => (
+                    "temporarily_unavailable",
+                    "the backend token cannot be obtained right now",
+                ),
+            },
         }
     }
 
     /// The `WWW-Authenticate` challenge, for 400/401/403 auth refusals.
     pub fn challenge(&self) -> Option<String> {
+        if let Denial::Exchange(e) = self {
+            let (code, description) = self.error_and_description();
+            return matches!(e.status(), 401 | 403)
+                .then(|| format!("Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{description}\""));
+        }
         let Denial::Auth(e) = self else { return None };
         if !matches!(e.status(), 400 | 401 | 403) {
             return None;
@@ -107,13 +130,34 @@ pub async fn write(session: &mut Session, request_id: &str, d: &Denial) -> Resul
     if let Some(c) = d.challenge() {
         resp.insert_header("www-authenticate", c)?;
     }
-    if matches!(d, Denial::Auth(AuthError::KeysUnavailable)) {
+    if matches!(d, Denial::Auth(e) if e.status() == 503) {
         resp.insert_header("retry-after", "5")?;
     }
     session.write_response_header(Box::new(resp), false).await?;
     session
         .write_response_body(Some(Bytes::from(body)), true)
         .await?;
+    Ok(())
+}
+
+/// Serves the signer's JWKS.
+pub async fn jwks(session: &mut Session, request_id: &str, body: Bytes) -> Result<()> {
+    let mut resp = ResponseHeader::build(200, Some(4))?;
+    resp.insert_header("content-type", "application/jwk-set+json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "public, max-age=300")?;
+    resp.insert_header(REQUEST_ID, request_id)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+/// Writes an empty 204 (logout).
+pub async fn no_content(session: &mut Session, request_id: &str) -> Result<()> {
+    let mut resp = ResponseHeader::build(204, Some(2))?;
+    resp.insert_header("cache-control", "no-store")?;
+    resp.insert_header(REQUEST_ID, request_id)?;
+    session.write_response_header(Box::new(resp), true).await?;
     Ok(())
 }
 

@@ -17,6 +17,14 @@ pub struct File {
     pub cache: Cache,
     #[serde(default)]
     pub headers: Headers,
+    #[serde(default)]
+    pub admin: Admin,
+    #[serde(default)]
+    pub revocation: Revocation,
+    pub redis: Option<Redis>,
+    pub signer: Option<Signer>,
+    #[serde(default, rename = "exchanger")]
+    pub exchangers: Vec<Exchanger>,
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<Issuer>,
     #[serde(default, rename = "route")]
@@ -114,6 +122,8 @@ pub struct Cache {
     pub max_tokens: u64,
     #[serde(default = "default_cache_ttl")]
     pub max_ttl: String,
+    #[serde(default = "default_max_tokens")]
+    pub max_exchanged_tokens: u64,
 }
 
 impl Default for Cache {
@@ -121,6 +131,7 @@ impl Default for Cache {
         Cache {
             max_tokens: default_max_tokens(),
             max_ttl: default_cache_ttl(),
+            max_exchanged_tokens: default_max_tokens(),
         }
     }
 }
@@ -149,6 +160,170 @@ impl Default for Headers {
 
 fn default_strip_prefix() -> String {
     "x-auth-".into()
+}
+
+/// tokengate's own token signer, for `forward_token = "exchange"` with the local exchanger.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signer {
+    /// `iss` of the tokens it mints.
+    pub issuer: String,
+    /// Every key whose public half is published; tokens are signed with `active`.
+    pub keys: Vec<SignerKey>,
+    pub active: String,
+    /// `act.sub` of minted tokens (default: `issuer`).
+    pub actor: Option<String>,
+    /// Also serve the JWKS on the proxy listener at this path (it is always on the admin
+    /// listener at `/.well-known/jwks.json`).
+    pub public_jwks_path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerKey {
+    pub kid: String,
+    /// PKCS#8 PEM file (relative to the config file), as written by `tokengate keygen`.
+    pub file: String,
+    #[serde(default = "default_signer_alg")]
+    pub alg: String,
+}
+
+fn default_signer_alg() -> String {
+    "ES256".into()
+}
+
+/// A remote RFC 8693 security token service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exchanger {
+    pub id: String,
+    pub kind: ExchangerKind,
+    pub token_endpoint: String,
+    pub client_id: String,
+    /// `${ENV_NAME}`.
+    pub client_secret: String,
+    #[serde(default = "default_client_auth")]
+    pub auth: ClientAuthFile,
+    #[serde(default = "default_sts_timeout")]
+    pub timeout: String,
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExchangerKind {
+    Remote,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthFile {
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+fn default_client_auth() -> ClientAuthFile {
+    ClientAuthFile::ClientSecretBasic
+}
+fn default_sts_timeout() -> String {
+    "2s".into()
+}
+
+/// `[route.exchange]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteExchange {
+    /// `"local"` (the `[signer]`) or an `[[exchanger]]` id.
+    #[serde(default = "default_exchanger")]
+    pub exchanger: String,
+    pub audience: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default = "default_exchange_ttl")]
+    pub ttl: String,
+    #[serde(default)]
+    pub claims: Vec<String>,
+}
+
+fn default_exchanger() -> String {
+    "local".into()
+}
+fn default_exchange_ttl() -> String {
+    "60s".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Bearer secret for the admin API's write endpoints, as `${ENV_NAME}`.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    #[serde(default = "default_token_prefix")]
+    pub token_prefix: String,
+    #[serde(default = "default_family_prefix")]
+    pub family_prefix: String,
+    #[serde(default = "default_subject_prefix")]
+    pub subject_prefix: String,
+    /// Bound of the embedded memory store (used when there is no `[redis]`).
+    #[serde(default = "default_max_revocations")]
+    pub max_entries: u64,
+    /// TTL of family and subject revocations when none is given: at least the longest
+    /// lifetime of the issuers' access tokens.
+    #[serde(default = "default_revocation_ttl")]
+    pub default_ttl: String,
+}
+
+impl Default for Revocation {
+    fn default() -> Self {
+        Revocation {
+            token_prefix: default_token_prefix(),
+            family_prefix: default_family_prefix(),
+            subject_prefix: default_subject_prefix(),
+            max_entries: default_max_revocations(),
+            default_ttl: default_revocation_ttl(),
+        }
+    }
+}
+
+fn default_token_prefix() -> String {
+    "revoked:".into()
+}
+fn default_family_prefix() -> String {
+    "family:".into()
+}
+fn default_subject_prefix() -> String {
+    "revoked_before:".into()
+}
+fn default_max_revocations() -> u64 {
+    1_000_000
+}
+fn default_revocation_ttl() -> String {
+    "24h".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    /// `redis://[user:password@]host:port[/db]`; several with `cluster = true`.
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub cluster: bool,
+    #[serde(default = "default_redis_timeout")]
+    pub timeout: String,
+    #[serde(default = "default_redis_connect_timeout")]
+    pub connect_timeout: String,
+}
+
+fn default_redis_timeout() -> String {
+    "50ms".into()
+}
+fn default_redis_connect_timeout() -> String {
+    "2s".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +359,14 @@ pub struct Issuer {
     pub token_types: Vec<String>,
     #[serde(default = "yes")]
     pub allow_missing_typ: bool,
+    #[serde(default = "default_family_claim")]
+    pub family_claim: String,
+    #[serde(default = "yes")]
+    pub require_jti: bool,
+}
+
+fn default_family_claim() -> String {
+    "fid".into()
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -234,17 +417,40 @@ pub enum ForwardToken {
     Strip,
     /// `Authorization` is forwarded as sent.
     Passthrough,
+    /// `Authorization` carries a token minted for the backend (`[route.exchange]`).
+    Exchange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteKind {
+    /// Forward to the upstream.
+    Proxy,
+    /// `POST` with the caller's own token revokes it (204); nothing is forwarded.
+    Logout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreError {
+    /// 503 `temporarily_unavailable`, no upstream call.
+    Deny,
+    /// Forward anyway; logged and counted.
+    Allow,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub id: String,
+    #[serde(default = "default_kind")]
+    pub kind: RouteKind,
     #[serde(default)]
     pub hosts: Vec<String>,
     pub path_prefix: String,
     #[serde(default)]
     pub methods: Vec<String>,
+    #[serde(default)]
     pub upstream: Vec<String>,
     #[serde(default = "default_auth")]
     pub auth: AuthMode,
@@ -262,6 +468,20 @@ pub struct Route {
     pub connect_timeout: String,
     #[serde(default = "default_read_timeout")]
     pub read_timeout: String,
+    #[serde(default = "yes")]
+    pub revocation: bool,
+    #[serde(default = "default_on_store_error")]
+    pub on_store_error: OnStoreError,
+    #[serde(default)]
+    pub logout_family: bool,
+    pub exchange: Option<RouteExchange>,
+}
+
+fn default_kind() -> RouteKind {
+    RouteKind::Proxy
+}
+fn default_on_store_error() -> OnStoreError {
+    OnStoreError::Deny
 }
 
 fn default_auth() -> AuthMode {

@@ -18,7 +18,9 @@ use filters::route::RouteMatch;
 use filters::validate::{IssuerPolicy, RoutePolicy, TokenCacheConfig};
 use filters::Algorithm;
 
-pub use file::{AuthMode, ForwardToken};
+pub use file::{AuthMode, ForwardToken, OnStoreError, RouteKind};
+use filters::exchange::{ClientAuth, RemoteStsConfig};
+use filters::revocation::KeyScheme;
 use locate::Locator;
 use parse::{parse_duration, parse_size};
 
@@ -74,6 +76,92 @@ pub struct Settings {
     pub strip_prefix: String,
     pub issuers: Vec<IssuerSettings>,
     pub routes: Vec<RouteSettings>,
+    /// Bearer secret of the admin API's write endpoints; `None`: those endpoints are off.
+    pub admin_token: Option<Secret>,
+    pub revocation: RevocationSettings,
+    pub signer: Option<SignerSettings>,
+    /// Remote STSs by id.
+    pub exchangers: Vec<(String, RemoteStsConfig)>,
+    /// Bound of the exchanged-token cache.
+    pub max_exchanged_tokens: u64,
+}
+
+/// `[signer]`, with its keys' files checked to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerSettings {
+    pub issuer: String,
+    /// (kid, algorithm, PEM file).
+    pub keys: Vec<(String, Algorithm, PathBuf)>,
+    pub active: String,
+    pub actor: Option<String>,
+    pub public_jwks_path: Option<String>,
+}
+
+impl SignerSettings {
+    /// Loads the keys and builds the signer.
+    pub fn load(&self) -> Result<filters::exchange::LocalSigner, String> {
+        let mut keys = Vec::new();
+        for (kid, alg, path) in &self.keys {
+            let pem =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let key = filters::sign::SigningKey::from_pkcs8_pem(&pem, *alg, kid.clone())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            keys.push(key);
+        }
+        let signer = filters::exchange::LocalSigner::new(self.issuer.clone(), keys, &self.active)
+            .map_err(|e| e.to_string())?;
+        Ok(match &self.actor {
+            Some(a) => signer.with_actor(a.clone()),
+            None => signer,
+        })
+    }
+}
+
+/// `[route.exchange]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteExchangeSettings {
+    /// `"local"` or an `[[exchanger]]` id.
+    pub exchanger: String,
+    pub audience: String,
+    pub scopes: Vec<String>,
+    pub ttl: Duration,
+    pub claims: Vec<String>,
+}
+
+/// A secret taken from the environment. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret's value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationSettings {
+    pub keys: KeyScheme,
+    /// Bound of the embedded memory store.
+    pub max_entries: u64,
+    /// TTL of family and subject revocations when none is given.
+    pub default_ttl: Duration,
+    /// `None`: the embedded memory store.
+    pub redis: Option<RedisSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    pub urls: Vec<String>,
+    pub cluster: bool,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -99,11 +187,22 @@ pub struct LogSettings {
 pub struct IssuerSettings {
     pub policy: IssuerPolicy,
     pub jwks: JwksConfig,
+    /// Claim holding the refresh-token family id (default `fid`).
+    pub family_claim: String,
+    /// Refuse tokens without `jti` on routes that check revocation (default true).
+    pub require_jti: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct RouteSettings {
     pub id: Arc<str>,
+    pub kind: RouteKind,
+    /// Check revocation (token, family, subject) on this route (default true).
+    pub revocation: bool,
+    pub on_store_error: OnStoreError,
+    /// Logout routes: also revoke the token's family.
+    pub logout_family: bool,
+    pub exchange: Option<RouteExchangeSettings>,
     pub matcher: RouteMatch,
     pub upstreams: Vec<SocketAddr>,
     pub auth: AuthMode,
@@ -251,6 +350,41 @@ impl Checker<'_> {
         if f.routes.is_empty() {
             self.err("route", "at least one [[route]] is required");
         }
+        let admin_token = f
+            .admin
+            .token
+            .as_deref()
+            .and_then(|t| self.secret("admin.token".into(), t));
+        let signer = f.signer.as_ref().and_then(|s| self.signer(s));
+        let exchangers = f
+            .exchangers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, x)| self.exchanger(i, x))
+            .collect::<Vec<_>>();
+        self.unique(
+            f.exchangers.iter().map(|x| x.id.as_str()),
+            "exchanger",
+            "id",
+        );
+        for (i, r) in f.routes.iter().enumerate() {
+            if let Some(x) = &r.exchange {
+                let known = if x.exchanger == "local" {
+                    f.signer.is_some()
+                } else {
+                    f.exchangers.iter().any(|e| e.id == x.exchanger)
+                };
+                if !known {
+                    let why = if x.exchanger == "local" {
+                        "the local exchanger needs a [signer]".to_string()
+                    } else {
+                        format!("no [[exchanger]] has id {:?}", x.exchanger)
+                    };
+                    self.err(format!("route[{i}].exchange.exchanger"), why);
+                }
+            }
+        }
+        let revocation = self.revocation(&f.revocation, f.redis.as_ref());
         Settings {
             path: self.path.to_path_buf(),
             server,
@@ -259,6 +393,185 @@ impl Checker<'_> {
             strip_prefix,
             issuers,
             routes,
+            admin_token,
+            revocation,
+            signer,
+            exchangers,
+            max_exchanged_tokens: f.cache.max_exchanged_tokens,
+        }
+    }
+
+    fn signer(&mut self, s: &file::Signer) -> Option<SignerSettings> {
+        let before = self.errors.len();
+        if !(s.issuer.starts_with("https://") || s.issuer.starts_with("http://")) {
+            self.err(
+                "signer.issuer",
+                "must be a URL: the iss of the tokens tokengate mints",
+            );
+        }
+        let base = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut keys = Vec::new();
+        for (i, k) in s.keys.iter().enumerate() {
+            let Some(alg) = Algorithm::from_name(&k.alg) else {
+                self.err(
+                    format!("signer.keys[{i}].alg"),
+                    format!("{:?} is not a supported algorithm", k.alg),
+                );
+                continue;
+            };
+            keys.push((k.kid.clone(), alg, base.join(&k.file)));
+        }
+        if s.keys.is_empty() {
+            self.err(
+                "signer.keys",
+                "at least one key is required (tokengate keygen writes one)",
+            );
+        }
+        if let Some(p) = &s.public_jwks_path {
+            if !p.starts_with('/') || filters::route::check_path(p).is_err() {
+                self.err(
+                    "signer.public_jwks_path",
+                    "must be a path starting with '/'",
+                );
+            }
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        let settings = SignerSettings {
+            issuer: s.issuer.clone(),
+            keys,
+            active: s.active.clone(),
+            actor: s.actor.clone(),
+            public_jwks_path: s.public_jwks_path.clone(),
+        };
+        // Load once now, so that a bad key file fails `check`, not the first request.
+        if let Err(e) = settings.load() {
+            self.err("signer.keys", e);
+            return None;
+        }
+        Some(settings)
+    }
+
+    fn exchanger(&mut self, i: usize, x: &file::Exchanger) -> Option<(String, RemoteStsConfig)> {
+        let k = |name: &str| format!("exchanger[{i}].{name}");
+        let before = self.errors.len();
+        if x.id.is_empty() || x.id == "local" {
+            self.err(
+                k("id"),
+                "must be non-empty and not \"local\" (the [signer])",
+            );
+        }
+        let secret = self.secret(k("client_secret"), &x.client_secret);
+        let timeout = self.duration(k("timeout"), &x.timeout).unwrap_or_default();
+        if self.errors.len() > before {
+            return None;
+        }
+        let file::ExchangerKind::Remote = x.kind;
+        let mut cfg =
+            RemoteStsConfig::new(x.token_endpoint.clone(), x.client_id.clone(), secret?.0);
+        cfg.auth = match x.auth {
+            file::ClientAuthFile::ClientSecretBasic => ClientAuth::Basic,
+            file::ClientAuthFile::ClientSecretPost => ClientAuth::Post,
+        };
+        cfg.timeout = timeout;
+        cfg.allow_insecure_http = x.allow_insecure_http;
+        if let Err(e) = filters::exchange::RemoteSts::new(cfg.clone()) {
+            self.err(k("token_endpoint"), e.to_string());
+            return None;
+        }
+        Some((x.id.clone(), cfg))
+    }
+
+    /// A secret must be written as `${ENV_NAME}` and the variable must hold at least 16
+    /// bytes; the file itself never carries secrets.
+    fn secret(&mut self, key: String, v: &str) -> Option<Secret> {
+        let name = v.strip_prefix("${").and_then(|r| r.strip_suffix('}'));
+        let Some(name) = name.filter(|n| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        }) else {
+            self.err(
+                key,
+                "secrets are not written in the file: use \"${ENV_NAME}\"",
+            );
+            return None;
+        };
+        match std::env::var(name) {
+            Ok(value) if value.len() >= 16 => Some(Secret(value)),
+            Ok(_) => {
+                self.err(
+                    key,
+                    format!("environment variable {name} must hold at least 16 bytes"),
+                );
+                None
+            }
+            Err(_) => {
+                self.err(key, format!("environment variable {name} is not set"));
+                None
+            }
+        }
+    }
+
+    fn revocation(
+        &mut self,
+        r: &file::Revocation,
+        redis: Option<&file::Redis>,
+    ) -> RevocationSettings {
+        let keys = KeyScheme {
+            token_prefix: r.token_prefix.clone(),
+            family_prefix: r.family_prefix.clone(),
+            subject_prefix: r.subject_prefix.clone(),
+        };
+        for (name, p) in [
+            ("token_prefix", &r.token_prefix),
+            ("family_prefix", &r.family_prefix),
+            ("subject_prefix", &r.subject_prefix),
+        ] {
+            if p.is_empty() || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_graphic()) {
+                self.err(
+                    format!("revocation.{name}"),
+                    "must be 1 to 64 visible ASCII characters",
+                );
+            }
+        }
+        if r.max_entries == 0 {
+            self.err("revocation.max_entries", "must be at least 1");
+        }
+        let default_ttl = self
+            .duration("revocation.default_ttl".into(), &r.default_ttl)
+            .unwrap_or_default();
+        let redis = redis.map(|x| {
+            if x.urls.is_empty() {
+                self.err("redis.urls", "at least one redis:// or rediss:// URL is required");
+            }
+            if !x.cluster && x.urls.len() > 1 {
+                self.err("redis.urls", "several URLs need cluster = true");
+            }
+            for (i, u) in x.urls.iter().enumerate() {
+                if u.starts_with("rediss://") {
+                    self.err(format!("redis.urls[{i}]"), "TLS to Redis (rediss://) is not built in yet: use redis:// on a private network or a TLS sidecar");
+                } else if !u.starts_with("redis://") {
+                    self.err(format!("redis.urls[{i}]"), "must start with redis://");
+                }
+            }
+            let timeout = self.duration("redis.timeout".into(), &x.timeout).unwrap_or_default();
+            if timeout.is_zero() || timeout > Duration::from_secs(5) {
+                self.err("redis.timeout", "must be more than 0s and at most 5s");
+            }
+            RedisSettings {
+                urls: x.urls.clone(),
+                cluster: x.cluster,
+                timeout,
+                connect_timeout: self.duration("redis.connect_timeout".into(), &x.connect_timeout).unwrap_or_default(),
+            }
+        });
+        RevocationSettings {
+            keys,
+            max_entries: r.max_entries,
+            default_ttl,
+            redis,
         }
     }
 
@@ -459,6 +772,8 @@ impl Checker<'_> {
                 allow_missing_typ: x.allow_missing_typ,
             },
             jwks,
+            family_claim: x.family_claim.clone(),
+            require_jti: x.require_jti,
         })
     }
 
@@ -509,8 +824,72 @@ impl Checker<'_> {
                 upstreams.push(a);
             }
         }
-        if r.upstream.is_empty() {
-            self.err(k("upstream"), "at least one upstream host:port is required");
+        let mut methods = methods;
+        match r.kind {
+            RouteKind::Proxy if r.upstream.is_empty() => {
+                self.err(k("upstream"), "at least one upstream host:port is required");
+            }
+            RouteKind::Proxy => {}
+            RouteKind::Logout => {
+                if !r.upstream.is_empty() {
+                    self.err(
+                        k("upstream"),
+                        "a logout route answers itself and has no upstream",
+                    );
+                }
+                if r.auth != AuthMode::Required || !r.revocation {
+                    self.err(
+                        k("kind"),
+                        "a logout route needs auth = \"required\" and revocation = true",
+                    );
+                }
+                if methods.iter().any(|m| m != "POST") {
+                    self.err(k("methods"), "a logout route only accepts POST");
+                }
+                methods = vec!["POST".to_string()];
+            }
+        }
+        let exchange = match (&r.exchange, r.forward_token) {
+            (Some(x), ForwardToken::Exchange) => {
+                if x.audience.is_empty() {
+                    self.err(k("exchange.audience"), "the backend audience is required");
+                }
+                let ttl = self.duration(k("exchange.ttl"), &x.ttl).unwrap_or_default();
+                if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(3600) {
+                    self.err(k("exchange.ttl"), "must be between 1s and 1h");
+                }
+                Some(RouteExchangeSettings {
+                    exchanger: x.exchanger.clone(),
+                    audience: x.audience.clone(),
+                    scopes: x.scopes.clone(),
+                    ttl,
+                    claims: x.claims.clone(),
+                })
+            }
+            (None, ForwardToken::Exchange) => {
+                self.err(
+                    k("forward_token"),
+                    "forward_token = \"exchange\" needs a [route.exchange] table",
+                );
+                None
+            }
+            (Some(_), _) => {
+                self.err(
+                    k("exchange"),
+                    "[route.exchange] needs forward_token = \"exchange\"",
+                );
+                None
+            }
+            (None, _) => None,
+        };
+        if r.forward_token == ForwardToken::Exchange && r.auth != AuthMode::Required {
+            self.err(
+                k("forward_token"),
+                "exchange needs auth = \"required\" (there must be a subject token)",
+            );
+        }
+        if r.logout_family && r.kind != RouteKind::Logout {
+            self.err(k("logout_family"), "only applies to kind = \"logout\"");
         }
         for (j, iss) in r.issuers.iter().enumerate() {
             if !known.contains(iss.as_str()) {
@@ -591,6 +970,11 @@ impl Checker<'_> {
         }
         Some(RouteSettings {
             id: r.id.as_str().into(),
+            kind: r.kind,
+            revocation: r.revocation,
+            on_store_error: r.on_store_error,
+            logout_family: r.logout_family,
+            exchange,
             matcher: RouteMatch {
                 hosts,
                 path_prefix: r.path_prefix.clone(),

@@ -225,3 +225,102 @@ fn every_problem_is_reported_not_only_the_first() {
     );
     assert_eq!(check(&src).unwrap_err().len(), 3);
 }
+
+#[test]
+fn secrets_come_from_the_environment_only() {
+    one_error(
+        &format!("[admin]\ntoken = \"hunter2hunter2hunter2\"\n{ISSUER}{ROUTE}"),
+        "admin.token",
+        "${ENV_NAME}",
+    );
+    one_error(
+        &format!("[admin]\ntoken = \"${{TOKENGATE_TEST_UNSET_VAR}}\"\n{ISSUER}{ROUTE}"),
+        "admin.token",
+        "is not set",
+    );
+    std::env::set_var("TOKENGATE_TEST_SHORT_SECRET", "short");
+    one_error(
+        &format!("[admin]\ntoken = \"${{TOKENGATE_TEST_SHORT_SECRET}}\"\n{ISSUER}{ROUTE}"),
+        "admin.token",
+        "at least 16 bytes",
+    );
+    std::env::set_var("TOKENGATE_TEST_GOOD_SECRET", "0123456789abcdef0123");
+    let s = check(&format!(
+        "[admin]\ntoken = \"${{TOKENGATE_TEST_GOOD_SECRET}}\"\n{ISSUER}{ROUTE}"
+    ))
+    .unwrap();
+    assert_eq!(
+        s.admin_token.as_ref().map(Secret::expose),
+        Some("0123456789abcdef0123")
+    );
+    assert_eq!(format!("{:?}", s.admin_token), "Some(Secret(<redacted>))");
+}
+
+#[test]
+fn redis_settings_are_checked() {
+    let s = check(&format!(
+        "[redis]\nurls = [\"redis://127.0.0.1:6379\"]\n{ISSUER}{ROUTE}"
+    ))
+    .unwrap();
+    let r = s.revocation.redis.unwrap();
+    assert_eq!(r.timeout, Duration::from_millis(50));
+    assert!(!r.cluster);
+    one_error(
+        &format!("[redis]\nurls = [\"http://x:1\"]\n{ISSUER}{ROUTE}"),
+        "redis.urls[0]",
+        "redis://",
+    );
+    one_error(
+        &format!("[redis]\nurls = [\"redis://a:1\", \"redis://b:1\"]\n{ISSUER}{ROUTE}"),
+        "redis.urls",
+        "cluster = true",
+    );
+    one_error(
+        &format!("[redis]\nurls = [\"redis://a:1\"]\ntimeout = \"10s\"\n{ISSUER}{ROUTE}"),
+        "redis.timeout",
+        "at most 5s",
+    );
+    assert!(check(&format!("{ISSUER}{ROUTE}"))
+        .unwrap()
+        .revocation
+        .redis
+        .is_none());
+}
+
+#[test]
+fn revocation_defaults_interoperate_with_issuers() {
+    let s = check(&format!("{ISSUER}{ROUTE}")).unwrap();
+    assert_eq!(s.revocation.keys.token_prefix, "revoked:");
+    assert_eq!(s.revocation.keys.family_prefix, "family:");
+    assert_eq!(s.issuers[0].family_claim, "fid");
+    assert!(s.issuers[0].require_jti);
+    assert!(s.routes[0].revocation);
+    assert_eq!(s.routes[0].on_store_error, OnStoreError::Deny);
+}
+
+#[test]
+fn logout_routes_have_no_upstream_and_only_post() {
+    let logout = "\n[[route]]\nid = \"logout\"\nkind = \"logout\"\npath_prefix = \"/logout\"\n";
+    let s = check(&format!("{ISSUER}{ROUTE}{logout}")).unwrap();
+    assert_eq!(s.routes[1].matcher.methods, vec!["POST"]);
+    one_error(
+        &format!("{ISSUER}{ROUTE}{logout}upstream = [\"127.0.0.1:1\"]\n"),
+        "route[1].upstream",
+        "no upstream",
+    );
+    one_error(
+        &format!("{ISSUER}{ROUTE}{logout}methods = [\"GET\"]\n"),
+        "route[1].methods",
+        "only accepts POST",
+    );
+    one_error(
+        &format!("{ISSUER}{ROUTE}{logout}auth = \"optional\"\n"),
+        "route[1].kind",
+        "auth = \"required\"",
+    );
+    one_error(
+        &format!("{ISSUER}{ROUTE}logout_family = true\n"),
+        "route[0].logout_family",
+        "only applies",
+    );
+}
