@@ -55,6 +55,7 @@ fn bench_exchange(c: &mut Criterion) {
         ttl: Duration::from_secs(300),
         carry_claims: &carry,
         request_id: None,
+        actor: None,
     };
 
     let mut g = c.benchmark_group("exchange");

@@ -63,6 +63,10 @@ pub struct ExchangeRequest<'a> {
     pub carry_claims: &'a [String],
     /// The request id, for the audit event only (not part of the cache key).
     pub request_id: Option<&'a str>,
+    /// The party acting for the subject, named in `act.sub` of a minted token (local
+    /// signer only; part of the cache key). `None`: the signer's configured actor. The
+    /// STS endpoint passes the requesting client's id here.
+    pub actor: Option<&'a str>,
 }
 
 impl fmt::Debug for ExchangeRequest<'_> {
@@ -75,6 +79,7 @@ impl fmt::Debug for ExchangeRequest<'_> {
             .field("ttl", &self.ttl)
             .field("carry_claims", &self.carry_claims)
             .field("request_id", &self.request_id)
+            .field("actor", &self.actor)
             .finish()
     }
 }

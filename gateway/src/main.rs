@@ -11,6 +11,7 @@ mod respond;
 mod revoke;
 mod runtime;
 mod serve;
+mod sts;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

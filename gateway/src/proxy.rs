@@ -118,7 +118,8 @@ impl Gateway {
         let verified = rt.validator.validate(token).await?;
         route.policy.check(&verified)?;
         if route.revocation {
-            self.check_revocation(rt, route, &verified).await?;
+            self.check_revocation(rt, &route.id, route.on_store_error, &verified)
+                .await?;
         }
         Ok(Some(verified))
     }
@@ -128,7 +129,8 @@ impl Gateway {
     async fn check_revocation(
         &self,
         rt: &Runtime,
-        route: &Route,
+        route_id: &str,
+        on_store_error: OnStoreError,
         t: &VerifiedToken,
     ) -> Result<(), AuthError> {
         use filters::revocation::{RevocationQuery, Verdict};
@@ -170,10 +172,10 @@ impl Gateway {
             }
             Err(e) => {
                 m.revocation_checks.with_label_values(&["error"]).inc();
-                match route.on_store_error {
+                match on_store_error {
                     OnStoreError::Deny => Err(AuthError::StoreUnavailable),
                     OnStoreError::Allow => {
-                        tracing::warn!(route = &*route.id, error = %e, "revocation store unavailable; allowed by on_store_error = \"allow\"");
+                        tracing::warn!(route = route_id, error = %e, "revocation store unavailable; allowed by on_store_error = \"allow\"");
                         Ok(())
                     }
                 }
@@ -214,6 +216,7 @@ impl Gateway {
             ttl: x.ttl,
             carry_claims: &x.claims,
             request_id: Some(&ctx.request_id),
+            actor: None,
         };
         let started = Instant::now();
         let result = x.exchanger.exchange(&req).await;
@@ -225,6 +228,162 @@ impl Gateway {
         };
         m.exchanges.with_label_values(&[&route.id, label]).inc();
         result.map(|issued| issued.token)
+    }
+
+    /// The STS endpoint: authenticates the client, validates the subject token (signature,
+    /// claims, revocation), and mints a token for the requested audience.
+    async fn serve_sts(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rt: &Runtime,
+        sts: &crate::sts::Sts,
+    ) -> Result<bool> {
+        use crate::sts::{StsError, ACCESS_TOKEN_TYPE, MAX_BODY};
+        use filters::exchange::{ExchangeRequest, Exchanger as _};
+        const ROUTE: &str = "_sts";
+        if session.req_header().method != http::Method::POST {
+            return self.deny(session, ctx, Denial::MethodNotAllowed).await;
+        }
+        let authorization = session
+            .req_header()
+            .headers
+            .get(AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec());
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await? {
+                Some(chunk) if body.len() + chunk.len() <= MAX_BODY => {
+                    body.extend_from_slice(&chunk)
+                }
+                Some(_) => {
+                    let e = StsError {
+                        status: 400,
+                        code: "invalid_request",
+                        description: "the request body is too large",
+                    };
+                    return self.sts_refuse(session, ctx, e).await;
+                }
+                None => break,
+            }
+        }
+        let grant = match sts.check(authorization.as_deref(), &body) {
+            Ok(g) => g,
+            Err(e) => return self.sts_refuse(session, ctx, e).await,
+        };
+        let subject = match rt.validator.validate(&grant.subject_token).await {
+            Ok(t) => t,
+            Err(AuthError::KeysUnavailable) => {
+                let e = StsError {
+                    status: 503,
+                    code: "temporarily_unavailable",
+                    description: "the issuer's keys are unavailable",
+                };
+                return self.sts_refuse(session, ctx, e).await;
+            }
+            Err(_) => {
+                let e = StsError {
+                    status: 400,
+                    code: "invalid_request",
+                    description: "the subject token is not valid",
+                };
+                return self.sts_refuse(session, ctx, e).await;
+            }
+        };
+        match self
+            .check_revocation(rt, ROUTE, OnStoreError::Deny, &subject)
+            .await
+        {
+            Ok(()) => {}
+            Err(AuthError::StoreUnavailable) => {
+                let e = StsError {
+                    status: 503,
+                    code: "temporarily_unavailable",
+                    description: "the revocation status cannot be checked",
+                };
+                return self.sts_refuse(session, ctx, e).await;
+            }
+            Err(_) => {
+                let e = StsError {
+                    status: 400,
+                    code: "invalid_request",
+                    description: "the subject token is not valid",
+                };
+                return self.sts_refuse(session, ctx, e).await;
+            }
+        }
+        // Never wider than the subject token: every requested scope must be held by it.
+        if grant.scopes.iter().any(|s| !subject.has_scope(s)) {
+            let e = StsError {
+                status: 400,
+                code: "invalid_scope",
+                description: "a requested scope exceeds the subject token's",
+            };
+            return self.sts_refuse(session, ctx, e).await;
+        }
+        let allowed: &[String] = if grant.scopes.is_empty() {
+            sts.client_scopes(&grant.client)
+        } else {
+            &grant.scopes
+        };
+        let req = ExchangeRequest {
+            subject: &subject,
+            subject_token: &grant.subject_token,
+            audience: &grant.audience,
+            allowed_scopes: allowed,
+            ttl: sts.ttl,
+            carry_claims: &[],
+            request_id: Some(&ctx.request_id),
+            actor: Some(&grant.client),
+        };
+        let started = Instant::now();
+        let result = sts.exchanger.exchange(&req).await;
+        let m = &self.shared.metrics;
+        m.exchange_duration.observe(started.elapsed().as_secs_f64());
+        m.exchanges
+            .with_label_values(&[ROUTE, result.as_ref().map_or_else(|e| e.reason(), |_| "ok")])
+            .inc();
+        let issued = match result {
+            Ok(t) => t,
+            Err(e) => {
+                let e = StsError {
+                    status: e.status().max(400),
+                    code: "temporarily_unavailable",
+                    description: "the token could not be issued",
+                };
+                return self.sts_refuse(session, ctx, e).await;
+            }
+        };
+        ctx.identity = Some(subject);
+        ctx.outcome = Outcome::Allowed;
+        ctx.reason = Some("token_issued");
+        let expires_in = (issued.expires_at - filters::validate::unix_now()).max(1);
+        let mut answer = serde_json::json!({
+            "access_token": &*issued.token,
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+        });
+        if !issued.scope.is_empty() {
+            answer["scope"] = serde_json::Value::from(&*issued.scope);
+        }
+        respond::json(session, &ctx.request_id, 200, answer.to_string(), None).await?;
+        Ok(true)
+    }
+
+    async fn sts_refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        e: crate::sts::StsError,
+    ) -> Result<bool> {
+        ctx.outcome = Outcome::Denied;
+        ctx.reason = Some(e.code);
+        let body =
+            serde_json::json!({ "error": e.code, "error_description": e.description }).to_string();
+        let challenge = (e.status == 401).then_some("Basic realm=\"tokengate\"");
+        respond::json(session, &ctx.request_id, e.status, body, challenge).await?;
+        Ok(true)
     }
 
     /// A logout route: revokes the caller's token (and, if configured, its family) and
@@ -345,6 +504,9 @@ impl ProxyHttp for Gateway {
         let path = req.uri.path();
         if let Err(why) = filters::route::check_path(path) {
             return self.deny(session, ctx, Denial::BadPath(why)).await;
+        }
+        if let Some(sts) = rt.sts.as_ref().filter(|s| s.path == path) {
+            return self.serve_sts(session, ctx, &rt, sts).await;
         }
         if let (Some(jwks), Some(p)) = (rt.signer_jwks.as_ref(), rt.public_jwks_path.as_deref()) {
             if p == path && req.method == http::Method::GET {

@@ -140,6 +140,31 @@ pub async fn write(session: &mut Session, request_id: &str, d: &Denial) -> Resul
     Ok(())
 }
 
+/// Writes a JSON response that must not be cached (STS answers), with an optional
+/// `WWW-Authenticate` challenge.
+pub async fn json(
+    session: &mut Session,
+    request_id: &str,
+    status: u16,
+    body: String,
+    challenge: Option<&str>,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(6))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    resp.insert_header("pragma", "no-cache")?;
+    resp.insert_header(REQUEST_ID, request_id)?;
+    if let Some(c) = challenge {
+        resp.insert_header("www-authenticate", c)?;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await?;
+    Ok(())
+}
+
 /// Serves the signer's JWKS.
 pub async fn jwks(session: &mut Session, request_id: &str, body: Bytes) -> Result<()> {
     let mut resp = ResponseHeader::build(200, Some(4))?;

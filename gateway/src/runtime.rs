@@ -135,6 +135,8 @@ pub struct Runtime {
     pub public_jwks_path: Option<String>,
     /// Exchanged-token caches by exchanger id (`local` for the signer), for metrics.
     pub exchangers: Vec<(String, Arc<filters::exchange::ExchangeCache>)>,
+    /// The STS endpoint, when `[sts]` is configured.
+    pub sts: Option<crate::sts::Sts>,
 }
 
 impl Runtime {
@@ -313,6 +315,15 @@ impl Runtime {
                     .signer
                     .as_ref()
                     .and_then(|s| s.public_jwks_path.clone()),
+                sts: match (
+                    &settings.sts,
+                    exchangers.iter().find(|(id, _)| id == "local"),
+                ) {
+                    (Some(s), Some((_, local))) => {
+                        Some(crate::sts::Sts::new(s.clone(), local.clone()))
+                    }
+                    _ => None,
+                },
                 exchangers,
             },
             Fresh {

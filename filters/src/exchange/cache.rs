@@ -174,6 +174,7 @@ pub(super) fn cache_key(req: &ExchangeRequest<'_>) -> Key {
         }
     }
     field(&mut ctx, req.audience.as_bytes());
+    field(&mut ctx, req.actor.unwrap_or_default().as_bytes());
     field(
         &mut ctx,
         narrow_scopes(&subject.scopes, req.allowed_scopes).as_bytes(),

@@ -208,7 +208,7 @@ impl LocalSigner {
             claims.insert("azp".into(), Value::from(azp));
         }
         let mut act = Map::new();
-        act.insert("sub".into(), Value::from(self.actor.as_str()));
+        act.insert("sub".into(), Value::from(req.actor.unwrap_or(&self.actor)));
         if let Some(previous @ Value::Object(_)) = subject.claims.get("act") {
             act.insert("act".into(), previous.clone());
         }

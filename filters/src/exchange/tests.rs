@@ -82,6 +82,7 @@ impl Ask {
             ttl: self.ttl,
             carry_claims: &self.carry,
             request_id: Some("req-1"),
+            actor: None,
         }
     }
 }

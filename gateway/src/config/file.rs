@@ -23,6 +23,7 @@ pub struct File {
     pub revocation: Revocation,
     pub redis: Option<Redis>,
     pub signer: Option<Signer>,
+    pub sts: Option<Sts>,
     #[serde(default, rename = "exchanger")]
     pub exchangers: Vec<Exchanger>,
     #[serde(default, rename = "issuer")]
@@ -190,6 +191,41 @@ pub struct SignerKey {
 
 fn default_signer_alg() -> String {
     "ES256".into()
+}
+
+/// tokengate as an RFC 8693 STS: `POST {path}` on the proxy listener, minting with the
+/// `[signer]` for registered clients.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sts {
+    #[serde(default = "default_sts_path")]
+    pub path: String,
+    /// Lifetime of issued tokens (never beyond the subject token's `exp`).
+    #[serde(default = "default_sts_ttl")]
+    pub ttl: String,
+    #[serde(default, rename = "client")]
+    pub clients: Vec<StsClient>,
+}
+
+fn default_sts_path() -> String {
+    "/oauth2/token".into()
+}
+fn default_sts_ttl() -> String {
+    "5m".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StsClient {
+    pub id: String,
+    /// `${ENV_NAME}`.
+    pub secret: String,
+    /// Audiences this client may ask tokens for.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Scopes this client may ask for (further narrowed to the subject token's).
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// A remote RFC 8693 security token service.

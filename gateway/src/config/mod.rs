@@ -84,6 +84,23 @@ pub struct Settings {
     pub exchangers: Vec<(String, RemoteStsConfig)>,
     /// Bound of the exchanged-token cache.
     pub max_exchanged_tokens: u64,
+    pub sts: Option<StsSettings>,
+}
+
+/// `[sts]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StsSettings {
+    pub path: String,
+    pub ttl: Duration,
+    pub clients: Vec<StsClientSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StsClientSettings {
+    pub id: String,
+    pub secret: Secret,
+    pub audiences: Vec<String>,
+    pub scopes: Vec<String>,
 }
 
 /// `[signer]`, with its keys' files checked to load.
@@ -137,6 +154,12 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// A secret for unit tests.
+#[cfg(test)]
+pub fn test_secret(v: &str) -> Secret {
+    Secret(v.to_string())
 }
 
 impl fmt::Debug for Secret {
@@ -356,6 +379,7 @@ impl Checker<'_> {
             .as_deref()
             .and_then(|t| self.secret("admin.token".into(), t));
         let signer = f.signer.as_ref().and_then(|s| self.signer(s));
+        let sts = f.sts.as_ref().and_then(|s| self.sts(s, f.signer.is_some()));
         let exchangers = f
             .exchangers
             .iter()
@@ -398,7 +422,48 @@ impl Checker<'_> {
             signer,
             exchangers,
             max_exchanged_tokens: f.cache.max_exchanged_tokens,
+            sts,
         }
+    }
+
+    fn sts(&mut self, s: &file::Sts, has_signer: bool) -> Option<StsSettings> {
+        let before = self.errors.len();
+        if !has_signer {
+            self.err("sts", "the STS mints with the [signer]: configure one");
+        }
+        if !s.path.starts_with('/') || filters::route::check_path(&s.path).is_err() {
+            self.err("sts.path", "must be a path starting with '/'");
+        }
+        let ttl = self.duration("sts.ttl".into(), &s.ttl).unwrap_or_default();
+        if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(3600) {
+            self.err("sts.ttl", "must be between 1s and 1h");
+        }
+        let mut clients = Vec::new();
+        for (i, c) in s.clients.iter().enumerate() {
+            if c.id.is_empty() || c.id.contains(':') {
+                self.err(
+                    format!("sts.client[{i}].id"),
+                    "must be non-empty and without ':'",
+                );
+            }
+            if let Some(secret) = self.secret(format!("sts.client[{i}].secret"), &c.secret) {
+                clients.push(StsClientSettings {
+                    id: c.id.clone(),
+                    secret,
+                    audiences: c.audiences.clone(),
+                    scopes: c.scopes.clone(),
+                });
+            }
+        }
+        self.unique(s.clients.iter().map(|c| c.id.as_str()), "sts.client", "id");
+        if s.clients.is_empty() {
+            self.err("sts", "at least one [[sts.client]] is required");
+        }
+        (self.errors.len() == before).then(|| StsSettings {
+            path: s.path.clone(),
+            ttl,
+            clients,
+        })
     }
 
     fn signer(&mut self, s: &file::Signer) -> Option<SignerSettings> {

@@ -1,0 +1,378 @@
+//! tokengate as an RFC 8693 security token service: `POST [sts] path` on the proxy
+//! listener, for registered clients, so services can exchange tokens themselves for
+//! service-to-service calls. Tokens are minted by the `[signer]`, with `act.sub` naming the
+//! requesting client.
+//!
+//! Errors follow RFC 6749 §5.2 and RFC 8693 §2.2.2: `invalid_request`, `invalid_client`
+//! (401), `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`,
+//! `invalid_target`, `invalid_scope`; bodies are fixed strings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use filters::exchange::ExchangeCache;
+
+use crate::config::{StsClientSettings, StsSettings};
+
+/// `grant_type` of a token exchange.
+pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The token types accepted as `subject_token_type` and issued.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// Largest request body read.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// The STS of one runtime.
+pub struct Sts {
+    pub path: String,
+    pub ttl: std::time::Duration,
+    clients: HashMap<String, StsClientSettings>,
+    pub exchanger: Arc<ExchangeCache>,
+}
+
+/// A refusal: status, RFC 6749 error code, fixed description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StsError {
+    pub status: u16,
+    pub code: &'static str,
+    pub description: &'static str,
+}
+
+const fn err(status: u16, code: &'static str, description: &'static str) -> StsError {
+    StsError {
+        status,
+        code,
+        description,
+    }
+}
+
+/// A checked request: the client, and what it asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub client: String,
+    pub subject_token: String,
+    pub audience: String,
+    /// Requested scopes (empty: every scope the client may have).
+    pub scopes: Vec<String>,
+}
+
+impl Sts {
+    pub fn new(settings: StsSettings, exchanger: Arc<ExchangeCache>) -> Self {
+        Sts {
+            path: settings.path,
+            ttl: settings.ttl,
+            clients: settings
+                .clients
+                .into_iter()
+                .map(|c| (c.id.clone(), c))
+                .collect(),
+            exchanger,
+        }
+    }
+
+    /// The client's allowed scopes.
+    pub fn client_scopes(&self, id: &str) -> &[String] {
+        self.clients.get(id).map_or(&[], |c| c.scopes.as_slice())
+    }
+
+    /// Parses the form and authenticates the client (HTTP Basic per RFC 6749 §2.3.1, or
+    /// `client_id`/`client_secret` in the body — not both), then checks grant type,
+    /// subject token type, audience and requested scopes against the client's rights.
+    pub fn check(&self, authorization: Option<&[u8]>, body: &[u8]) -> Result<Grant, StsError> {
+        let mut form: HashMap<String, String> = HashMap::new();
+        for (k, v) in form_urlencoded::parse(body) {
+            if form.insert(k.into_owned(), v.into_owned()).is_some() {
+                return Err(err(400, "invalid_request", "a parameter is repeated"));
+            }
+        }
+        let basic = match authorization {
+            Some(h) => Some(basic_credentials(h).ok_or(err(
+                401,
+                "invalid_client",
+                "malformed client authentication",
+            ))?),
+            None => None,
+        };
+        let posted = match (form.get("client_id"), form.get("client_secret")) {
+            (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+            (None, None) => None,
+            _ => return Err(err(401, "invalid_client", "client authentication failed")),
+        };
+        let (id, secret) = match (basic, posted) {
+            (Some(b), None) => b,
+            (None, Some(p)) => p,
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    400,
+                    "invalid_request",
+                    "use one client authentication method",
+                ))
+            }
+            (None, None) => return Err(err(401, "invalid_client", "client authentication failed")),
+        };
+        let client = self.clients.get(&id);
+        let expected = client.map_or(&b"\0no-such-client-secret\0"[..], |c| {
+            c.secret.expose().as_bytes()
+        });
+        let secret_ok =
+            aws_lc_rs::constant_time::verify_slices_are_equal(secret.as_bytes(), expected).is_ok();
+        let Some(client) = client.filter(|_| secret_ok) else {
+            return Err(err(401, "invalid_client", "client authentication failed"));
+        };
+        match form.get("grant_type").map(String::as_str) {
+            Some(GRANT_TYPE) => {}
+            Some(_) => {
+                return Err(err(
+                    400,
+                    "unsupported_grant_type",
+                    "only the token-exchange grant is supported",
+                ))
+            }
+            None => return Err(err(400, "invalid_request", "grant_type is required")),
+        }
+        if client.audiences.is_empty() {
+            return Err(err(
+                400,
+                "unauthorized_client",
+                "this client may not exchange tokens",
+            ));
+        }
+        let subject_token = form
+            .get("subject_token")
+            .filter(|t| !t.is_empty())
+            .ok_or(err(400, "invalid_request", "subject_token is required"))?;
+        match form.get("subject_token_type").map(String::as_str) {
+            Some(ACCESS_TOKEN_TYPE) | Some(JWT_TYPE) => {}
+            _ => {
+                return Err(err(
+                    400,
+                    "invalid_request",
+                    "subject_token_type must be the access_token or jwt type",
+                ))
+            }
+        }
+        if form.contains_key("actor_token") {
+            return Err(err(400, "invalid_request", "actor_token is not supported"));
+        }
+        if let Some(t) = form.get("requested_token_type") {
+            if t != ACCESS_TOKEN_TYPE {
+                return Err(err(400, "invalid_request", "only access tokens are issued"));
+            }
+        }
+        let audience = form
+            .get("audience")
+            .or_else(|| form.get("resource"))
+            .filter(|a| !a.is_empty())
+            .ok_or(err(400, "invalid_target", "an audience is required"))?;
+        if !client.audiences.iter().any(|a| a == audience) {
+            return Err(err(
+                400,
+                "invalid_target",
+                "this client may not ask for this audience",
+            ));
+        }
+        let scopes: Vec<String> = form
+            .get("scope")
+            .map(|s| {
+                s.split(' ')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if scopes.iter().any(|s| !client.scopes.contains(s)) {
+            return Err(err(
+                400,
+                "invalid_scope",
+                "a requested scope is not allowed for this client",
+            ));
+        }
+        Ok(Grant {
+            client: id,
+            subject_token: subject_token.clone(),
+            audience: audience.clone(),
+            scopes,
+        })
+    }
+}
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).
+fn basic_credentials(header: &[u8]) -> Option<(String, String)> {
+    let s = std::str::from_utf8(header).ok()?;
+    let (scheme, b64) = s.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (id, secret) = raw.split_once(':')?;
+    let decode = |v: &str| -> String {
+        form_urlencoded::parse(format!("x={v}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((decode(id), decode(secret)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn sts() -> Sts {
+        let client = StsClientSettings {
+            id: "svc".into(),
+            secret: secret("s3cret-with:colon&plus+0123"),
+            audiences: vec!["https://b".into()],
+            scopes: vec!["b:read".into()],
+        };
+        let no_rights = StsClientSettings {
+            id: "ro".into(),
+            secret: secret("ro-secret-0123456789"),
+            audiences: vec![],
+            scopes: vec![],
+        };
+        let signer = filters::sign::SigningKey::generate(filters::Algorithm::ES256, "k").unwrap();
+        let local =
+            filters::exchange::LocalSigner::new("https://tg".into(), vec![signer], "k").unwrap();
+        let cache = Arc::new(ExchangeCache::new(Arc::new(local), 10));
+        Sts::new(
+            StsSettings {
+                path: "/oauth2/token".into(),
+                ttl: std::time::Duration::from_secs(60),
+                clients: vec![client, no_rights],
+            },
+            cache,
+        )
+    }
+
+    fn secret(s: &str) -> Secret {
+        crate::config::test_secret(s)
+    }
+
+    fn basic(id: &str, secret: &str) -> Vec<u8> {
+        let enc = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                enc(id),
+                enc(secret)
+            ))
+        )
+        .into_bytes()
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+            .into_bytes()
+    }
+
+    fn good() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("grant_type", GRANT_TYPE),
+            ("subject_token", "a.b.c"),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+            ("audience", "https://b"),
+            ("scope", "b:read"),
+        ]
+    }
+
+    fn code(r: Result<Grant, StsError>) -> &'static str {
+        r.map_or_else(|e| e.code, |_| "ok")
+    }
+
+    #[test]
+    fn basic_and_post_client_authentication_are_accepted() {
+        let s = sts();
+        let g = s
+            .check(
+                Some(&basic("svc", "s3cret-with:colon&plus+0123")),
+                &form(&good()),
+            )
+            .unwrap();
+        assert_eq!(g.client, "svc");
+        assert_eq!(g.scopes, vec!["b:read"]);
+        let mut p = good();
+        p.extend([
+            ("client_id", "svc"),
+            ("client_secret", "s3cret-with:colon&plus+0123"),
+        ]);
+        assert_eq!(code(s.check(None, &form(&p))), "ok");
+    }
+
+    #[test]
+    fn bad_or_missing_client_credentials_are_invalid_client() {
+        let s = sts();
+        assert_eq!(
+            code(s.check(Some(&basic("svc", "wrong")), &form(&good()))),
+            "invalid_client"
+        );
+        assert_eq!(
+            code(s.check(Some(&basic("nobody", "x")), &form(&good()))),
+            "invalid_client"
+        );
+        assert_eq!(code(s.check(None, &form(&good()))), "invalid_client");
+        assert_eq!(
+            code(s.check(Some(b"Basic !!!"), &form(&good()))),
+            "invalid_client"
+        );
+        let e = s.check(None, &form(&good())).unwrap_err();
+        assert_eq!(e.status, 401);
+    }
+
+    #[test]
+    fn every_rfc8693_error_code_is_produced() {
+        let s = sts();
+        let auth = basic("svc", "s3cret-with:colon&plus+0123");
+        let with = |k: &'static str, v: &'static str| {
+            let mut p: Vec<_> = good().into_iter().filter(|(n, _)| *n != k).collect();
+            if !v.is_empty() {
+                p.push((k, v));
+            }
+            form(&p)
+        };
+        assert_eq!(
+            code(s.check(Some(&auth), &with("grant_type", "client_credentials"))),
+            "unsupported_grant_type"
+        );
+        assert_eq!(
+            code(s.check(Some(&auth), &with("grant_type", ""))),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(s.check(Some(&auth), &with("subject_token", ""))),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(s.check(Some(&auth), &with("subject_token_type", "urn:x"))),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(s.check(Some(&auth), &with("audience", "https://elsewhere"))),
+            "invalid_target"
+        );
+        assert_eq!(
+            code(s.check(Some(&auth), &with("audience", ""))),
+            "invalid_target"
+        );
+        assert_eq!(
+            code(s.check(Some(&auth), &with("scope", "b:read b:write"))),
+            "invalid_scope"
+        );
+        let ro = basic("ro", "ro-secret-0123456789");
+        assert_eq!(
+            code(s.check(Some(&ro), &form(&good()))),
+            "unauthorized_client"
+        );
+        let mut twice = good();
+        twice.push(("audience", "https://b"));
+        assert_eq!(code(s.check(Some(&auth), &form(&twice))), "invalid_request");
+    }
+}
