@@ -56,6 +56,15 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeV
     g
 }
 
+fn histogram(r: &Registry, name: &str, help: &str) -> prometheus::Histogram {
+    let h =
+        prometheus::Histogram::with_opts(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()))
+            .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(h.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    h
+}
+
 fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     let h = HistogramVec::new(
         HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
@@ -125,36 +134,14 @@ impl Metrics {
                 "Revocation store checks by result (valid, revoked, family_revoked, subject_revoked, error).",
                 &["result"],
             ),
-            revocation_duration: {
-                let h = prometheus::Histogram::with_opts(
-                    HistogramOpts::new(
-                        "tokengate_revocation_check_duration_seconds",
-                        "Time of one revocation store check (one round trip).",
-                    )
-                    .buckets(BUCKETS.to_vec()),
-                )
-                .unwrap_or_else(|e| panic!("{e}"));
-                r.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("{e}"));
-                h
-            },
+            revocation_duration: histogram(&r, "tokengate_revocation_check_duration_seconds", "Time of one revocation store check (one round trip)."),
             exchanges: counter_vec(
                 &r,
                 "tokengate_exchanges_total",
                 "Token exchanges by route and result (ok, or the failure reason).",
                 &["route", "result"],
             ),
-            exchange_duration: {
-                let h = prometheus::Histogram::with_opts(
-                    HistogramOpts::new(
-                        "tokengate_exchange_duration_seconds",
-                        "Time to obtain a backend token (cache hit, local mint or STS call).",
-                    )
-                    .buckets(BUCKETS.to_vec()),
-                )
-                .unwrap_or_else(|e| panic!("{e}"));
-                r.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("{e}"));
-                h
-            },
+            exchange_duration: histogram(&r, "tokengate_exchange_duration_seconds", "Time to obtain a backend token (cache hit, local mint or STS call)."),
             exchange_cache: counter_vec(
                 &r,
                 "tokengate_exchange_cache_total",

@@ -240,6 +240,11 @@ impl Gateway {
         sts: &crate::sts::Sts,
     ) -> Result<bool> {
         use crate::sts::{StsError, ACCESS_TOKEN_TYPE, MAX_BODY};
+        const TOO_LARGE: StsError = StsError {
+            status: 400,
+            code: "invalid_request",
+            description: "the request body is too large",
+        };
         use filters::exchange::{ExchangeRequest, Exchanger as _};
         const ROUTE: &str = "_sts";
         if session.req_header().method != http::Method::POST {
@@ -257,12 +262,7 @@ impl Gateway {
                     body.extend_from_slice(&chunk)
                 }
                 Some(_) => {
-                    let e = StsError {
-                        status: 400,
-                        code: "invalid_request",
-                        description: "the request body is too large",
-                    };
-                    return self.sts_refuse(session, ctx, e).await;
+                    return self.sts_refuse(session, ctx, TOO_LARGE).await;
                 }
                 None => break,
             }
@@ -273,44 +273,19 @@ impl Gateway {
         };
         let subject = match rt.validator.validate(&grant.subject_token).await {
             Ok(t) => t,
-            Err(AuthError::KeysUnavailable) => {
-                let e = StsError {
-                    status: 503,
-                    code: "temporarily_unavailable",
-                    description: "the issuer's keys are unavailable",
-                };
-                return self.sts_refuse(session, ctx, e).await;
-            }
-            Err(_) => {
-                let e = StsError {
-                    status: 400,
-                    code: "invalid_request",
-                    description: "the subject token is not valid",
-                };
-                return self.sts_refuse(session, ctx, e).await;
+            Err(e) => {
+                return self
+                    .sts_refuse(session, ctx, crate::sts::subject_refusal(&e))
+                    .await
             }
         };
-        match self
+        if let Err(e) = self
             .check_revocation(rt, ROUTE, OnStoreError::Deny, &subject)
             .await
         {
-            Ok(()) => {}
-            Err(AuthError::StoreUnavailable) => {
-                let e = StsError {
-                    status: 503,
-                    code: "temporarily_unavailable",
-                    description: "the revocation status cannot be checked",
-                };
-                return self.sts_refuse(session, ctx, e).await;
-            }
-            Err(_) => {
-                let e = StsError {
-                    status: 400,
-                    code: "invalid_request",
-                    description: "the subject token is not valid",
-                };
-                return self.sts_refuse(session, ctx, e).await;
-            }
+            return self
+                .sts_refuse(session, ctx, crate::sts::subject_refusal(&e))
+                .await;
         }
         // Never wider than the subject token: every requested scope must be held by it.
         if grant.scopes.iter().any(|s| !subject.has_scope(s)) {

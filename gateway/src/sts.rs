@@ -47,6 +47,21 @@ const fn err(status: u16, code: &'static str, description: &'static str) -> StsE
     }
 }
 
+/// The refusal for a subject token that did not pass validation or the revocation check:
+/// 503 when the gateway could not decide (keys or store unavailable), else
+/// `invalid_request` (RFC 8693 §2.2.2) without saying why.
+pub fn subject_refusal(e: &filters::AuthError) -> StsError {
+    if e.status() == 503 {
+        err(
+            503,
+            "temporarily_unavailable",
+            "the subject token cannot be checked right now",
+        )
+    } else {
+        err(400, "invalid_request", "the subject token is not valid")
+    }
+}
+
 /// A checked request: the client, and what it asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Grant {
