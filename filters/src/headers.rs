@@ -77,6 +77,14 @@ fn encode_scalar(out: &mut String, value: &Value) {
     }
 }
 
+/// Encodes a string claim (see the module docs): the common case of identity headers,
+/// without building a JSON value.
+pub fn encode_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    push_encoded(&mut out, s);
+    out
+}
+
 /// Percent-encodes every byte outside `!`..`~`, and `%` and `,`.
 pub fn push_encoded(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";

@@ -437,9 +437,11 @@ fn new_request_id() -> String {
     let mut b = [0u8; 16];
     // A failing system RNG leaves zeros: the id is for correlation, not security.
     let _ = aws_lc_rs::rand::fill(&mut b);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(32);
     for x in b {
-        s.push_str(&format!("{x:02x}"));
+        s.push(char::from(HEX[usize::from(x >> 4)]));
+        s.push(char::from(HEX[usize::from(x & 0xf)]));
     }
     s
 }
@@ -619,30 +621,15 @@ impl ProxyHttp for Gateway {
             }
         }
         if let Some(id) = ctx.identity.as_ref() {
-            use filters::headers::{encode_claim, encode_scopes};
-            let mut set = |name: &'static str, v: Option<String>| -> Result<()> {
-                if let Some(v) = v {
-                    up.insert_header(name, v)?;
-                }
-                Ok(())
-            };
-            set(
-                "x-auth-subject",
-                id.sub
-                    .as_ref()
-                    .and_then(|s| encode_claim(&serde_json::Value::from(s.as_str()))),
-            )?;
-            set(
-                "x-auth-issuer",
-                encode_claim(&serde_json::Value::from(id.iss.as_str())),
-            )?;
-            set("x-auth-scopes", Some(encode_scopes(&id.scopes)))?;
-            set(
-                "x-auth-client",
-                id.client
-                    .as_ref()
-                    .and_then(|s| encode_claim(&serde_json::Value::from(s.as_str()))),
-            )?;
+            use filters::headers::{encode_claim, encode_scopes, encode_str};
+            if let Some(sub) = id.sub.as_deref() {
+                up.insert_header("x-auth-subject", encode_str(sub))?;
+            }
+            up.insert_header("x-auth-issuer", encode_str(&id.iss))?;
+            up.insert_header("x-auth-scopes", encode_scopes(&id.scopes))?;
+            if let Some(client) = id.client.as_deref() {
+                up.insert_header("x-auth-client", encode_str(client))?;
+            }
             for (header, claim) in &route.inject {
                 if let Some(v) = id.claims.get(claim).and_then(encode_claim) {
                     up.insert_header(header.clone(), v)?;
