@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use filters::jwks::JwksCache;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use pingora::services::ServiceReadyNotifier;
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Settings};
@@ -178,7 +179,23 @@ fn unix_now_f64() -> f64 {
 
 #[async_trait]
 impl BackgroundService for Supervisor {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    /// Installs the SIGHUP handler first (SIGHUP's default action would end the process),
+    /// then fetches every issuer's keys once — each attempt bounded by the issuer's
+    /// `fetch_timeout`, success or not — and only then reports ready: the proxy service
+    /// depends on it, so a new process (start or zero-downtime upgrade) accepts requests
+    /// with keys in hand rather than answering 503 while they load.
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; configuration reload disabled");
+                None
+            }
+        };
         let mut refreshers = Vec::new();
         let initial = self
             .initial
@@ -187,14 +204,7 @@ impl BackgroundService for Supervisor {
             .unwrap_or_default();
         self.start_fresh(initial, &mut refreshers).await;
         self.shared.metrics.config_loaded(unix_now_f64());
-
-        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; configuration reload disabled");
-                None
-            }
-        };
+        ready.notify_ready();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -217,5 +227,9 @@ impl BackgroundService for Supervisor {
         for r in refreshers {
             r.task.abort();
         }
+    }
+
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        // Pingora calls `start_with_ready_notifier`; this is never reached.
     }
 }

@@ -52,7 +52,15 @@ pub fn init_logging(log: &LogSettings) {
     }
 }
 
+fn whole_seconds(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 /// Runs the gateway until a signal stops it.
+///
+/// `SIGTERM`: the listeners stop accepting at once; requests in flight get
+/// `grace_period` to finish; then the runtimes are stopped, waiting at most
+/// `shutdown_timeout` for their tasks.
 pub fn run(settings: Settings, upgrade: bool) -> Result<(), String> {
     let (runtime, fresh) = Runtime::build(&settings, None).map_err(|e| e.to_string())?;
     let shared = Arc::new(Shared {
@@ -63,8 +71,9 @@ pub fn run(settings: Settings, upgrade: bool) -> Result<(), String> {
     let s = &settings.server;
     let conf = ServerConf {
         threads: s.threads,
-        grace_period_seconds: Some(s.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout.as_secs()),
+        // Pingora counts whole seconds: round up so "500ms" is not zero.
+        grace_period_seconds: Some(whole_seconds(s.grace_period)),
+        graceful_shutdown_timeout_seconds: Some(whole_seconds(s.shutdown_timeout)),
         upgrade_sock: s.upgrade_sock.clone(),
         pid_file: s.pid_file.clone(),
         ..ServerConf::default()
@@ -84,7 +93,12 @@ pub fn run(settings: Settings, upgrade: bool) -> Result<(), String> {
         "tokengate proxy",
     );
     proxy.add_tcp(&s.listen.to_string());
-    server.add_service(proxy);
+    let supervisor = server.add_service(background_service(
+        "supervisor",
+        Supervisor::new(shared.clone(), settings.clone(), fresh),
+    ));
+    // The proxy accepts once the supervisor has made its first key fetches.
+    server.add_service(proxy).add_dependency(&supervisor);
 
     if let Some(addr) = s.admin_listen {
         let mut admin = Service::new(
@@ -96,10 +110,6 @@ pub fn run(settings: Settings, upgrade: bool) -> Result<(), String> {
         admin.add_tcp(&addr.to_string());
         server.add_service(admin);
     }
-    server.add_service(background_service(
-        "supervisor",
-        Supervisor::new(shared.clone(), settings.clone(), fresh),
-    ));
     tracing::info!(
         listen = %s.listen,
         admin = %s.admin_listen.map(|a| a.to_string()).unwrap_or_default(),

@@ -345,7 +345,13 @@ async fn sts_endpoint_issues_tokens_and_answers_every_error_code() {
     assert_eq!(t["sub"], "user-1");
 
     /// (what, form, Basic credentials, status, error code)
-    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<(&'a str, &'a str)>, u16, &'a str);
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Option<(&'a str, &'a str)>,
+        u16,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         (
             "bad secret",

@@ -12,5 +12,6 @@ mod headers;
 mod jwks;
 mod lifecycle;
 mod observability;
+mod operations;
 mod revocation;
 mod routing;

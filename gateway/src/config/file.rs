@@ -73,7 +73,7 @@ fn default_grace() -> String {
     "5s".into()
 }
 fn default_shutdown_timeout() -> String {
-    "20s".into()
+    "5s".into()
 }
 fn default_max_token_size() -> String {
     "8KiB".into()

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -43,6 +44,10 @@ pub struct Options {
     pub level: String,
     /// Extra lines for `[server]`.
     pub server: String,
+    /// `[server] grace_period` (default `"0s"`).
+    pub grace_period: String,
+    /// `[server] shutdown_timeout` (default `"1s"`).
+    pub shutdown_timeout: String,
 }
 
 impl Default for Options {
@@ -50,14 +55,27 @@ impl Default for Options {
         Options {
             level: "info".into(),
             server: String::new(),
+            grace_period: "0s".into(),
+            shutdown_timeout: "1s".into(),
         }
     }
 }
 
+/// Name of the stderr file of a gateway started by [`Gateway::start`].
+const STDERR: &str = "stderr.log";
+
+/// Name of the stderr file of a process started by [`Gateway::spawn_upgrade`].
+const UPGRADE_STDERR: &str = "stderr-upgrade.log";
+
 /// A running gateway.
 pub struct Gateway {
     child: Child,
-    dir: TempDir,
+    /// Shared with a process started by [`Gateway::spawn_upgrade`] (same file, same socket).
+    dir: Arc<TempDir>,
+    /// Its stderr file in `dir`.
+    stderr: &'static str,
+    /// What the configuration was written with, for [`Gateway::write_config`].
+    options: Options,
     /// The proxy listener.
     pub listen: SocketAddr,
     /// The admin listener.
@@ -83,8 +101,8 @@ pub fn config_text(
 listen = "{listen}"
 admin_listen = "{admin}"
 threads = 1
-grace_period = "0s"
-shutdown_timeout = "1s"
+grace_period = "{grace_period}"
+shutdown_timeout = "{shutdown_timeout}"
 upgrade_sock = "{dir}/upgrade.sock"
 pid_file = "{dir}/tokengate.pid"
 {server}
@@ -96,6 +114,8 @@ access_log = true
 {body}"#,
         dir = dir.display(),
         server = options.server,
+        grace_period = options.grace_period,
+        shutdown_timeout = options.shutdown_timeout,
         level = options.level,
     )
 }
@@ -119,7 +139,7 @@ impl Gateway {
             )
             .expect("write config");
             let stdout = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
-            let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
+            let stderr = File::create(dir.path().join(STDERR)).expect("create stderr.log");
             let child = Command::new(bin())
                 .arg("run")
                 .arg("--config")
@@ -131,7 +151,9 @@ impl Gateway {
                 .expect("spawn tokengate");
             let mut gw = Gateway {
                 child,
-                dir,
+                dir: Arc::new(dir),
+                stderr: STDERR,
+                options: options.clone(),
                 listen,
                 admin,
             };
@@ -205,7 +227,66 @@ impl Gateway {
 
     /// Everything the gateway wrote to stderr so far.
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(self.stderr)).unwrap_or_default()
+    }
+
+    /// Replaces the configuration file with the same `[server]` and `[log]` (ports, temp
+    /// dir, options) and a new `body`. The file is written aside and renamed over the old
+    /// one, so a reload never reads half of it. Send `SIGHUP` to apply it.
+    pub fn write_config(&self, body: &str) {
+        let text = config_text(
+            self.dir.path(),
+            self.listen,
+            self.admin,
+            &self.options,
+            body,
+        );
+        let aside = self.dir.path().join("tokengate.toml.new");
+        std::fs::write(&aside, text).expect("write the new config");
+        std::fs::rename(&aside, self.config_path()).expect("replace the config");
+    }
+
+    /// Path of the `upgrade_sock` in the configuration.
+    pub fn upgrade_sock(&self) -> PathBuf {
+        self.dir.path().join("upgrade.sock")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Starts `tokengate run --config <the same file> --upgrade`: a second process that
+    /// waits (Pingora: about 5 s) on [`Gateway::upgrade_sock`] for this one's listening
+    /// sockets, which this one sends on `SIGQUIT`. Its logs go to their own file; it waits
+    /// for nothing (the ports already accept, served by this process).
+    pub fn spawn_upgrade(&self) -> Gateway {
+        let stdout =
+            File::create(self.dir.path().join("stdout-upgrade.log")).expect("create stdout");
+        let stderr = File::create(self.dir.path().join(UPGRADE_STDERR)).expect("create stderr");
+        let child = Command::new(bin())
+            .arg("run")
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--upgrade")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn tokengate --upgrade");
+        Gateway {
+            child,
+            dir: self.dir.clone(),
+            stderr: UPGRADE_STDERR,
+            options: self.options.clone(),
+            listen: self.listen,
+            admin: self.admin,
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The configuration file it runs with.

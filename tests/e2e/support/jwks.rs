@@ -1,9 +1,11 @@
 //! A JWKS server whose document can be swapped (key rotation), that counts requests, and
-//! that can be taken down (503) or stopped (listener dropped: connection refused).
+//! that can be taken down (503), slowed down, or stopped (listener dropped: connection
+//! refused).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -18,6 +20,8 @@ struct Shared {
     document: Mutex<String>,
     requests: AtomicUsize,
     down: AtomicBool,
+    /// Milliseconds to wait before answering.
+    delay_ms: AtomicU64,
 }
 
 /// The JWKS server. Dropping it stops it.
@@ -29,6 +33,10 @@ pub struct JwksServer {
 
 async fn serve_document(State(shared): State<Arc<Shared>>) -> Response {
     shared.requests.fetch_add(1, Ordering::SeqCst);
+    let delay = shared.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     if shared.down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "down for the test").into_response();
     }
@@ -73,6 +81,12 @@ impl JwksServer {
     /// While `down`, every request is answered 503 (and still counted).
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// From now on, every answer is sent `delay` after the request arrives.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Drops the listener: once this returns, connections are refused.

@@ -1,8 +1,9 @@
 //! An upstream that records every request it receives (method, path, headers) and answers
-//! 200 `upstream ok`.
+//! 200 `upstream ok` — at once, or after a delay ([`Upstream::start_slow`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::Router;
@@ -89,12 +90,26 @@ async fn record(State(seen): State<Arc<Mutex<Vec<Seen>>>>, req: Request) -> &'st
 impl Upstream {
     /// Starts on an ephemeral port.
     pub async fn start() -> Upstream {
+        Self::start_slow(Duration::ZERO).await
+    }
+
+    /// Starts on an ephemeral port; each request is recorded when it arrives (so
+    /// [`Upstream::count`] shows it in flight) and answered `delay` later.
+    pub async fn start_slow(delay: Duration) -> Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the upstream");
         let addr = listener.local_addr().expect("upstream address");
-        let app = Router::new().fallback(record).with_state(seen.clone());
+        let app = Router::new()
+            .fallback(move |state, req| async move {
+                let answer = record(state, req).await;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                answer
+            })
+            .with_state(seen.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
