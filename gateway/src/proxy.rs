@@ -65,22 +65,27 @@ impl Outcome {
 
 /// Per-request context: this request's results only.
 pub struct Ctx {
-    start: Instant,
-    request_id: String,
-    runtime: Option<Arc<Runtime>>,
-    route: Option<Arc<Route>>,
-    identity: Option<Arc<VerifiedToken>>,
+    pub(crate) start: Instant,
+    pub(crate) request_id: String,
+    pub(crate) runtime: Option<Arc<Runtime>>,
+    pub(crate) route: Option<Arc<Route>>,
+    pub(crate) identity: Option<Arc<VerifiedToken>>,
     /// The token minted for the backend (`forward_token = "exchange"`).
-    backend_token: Option<Arc<str>>,
-    outcome: Outcome,
-    reason: Option<&'static str>,
-    upstream: Option<std::net::SocketAddr>,
-    gateway_time: Option<Duration>,
-    upstream_start: Option<Instant>,
+    pub(crate) backend_token: Option<Arc<str>>,
+    pub(crate) outcome: Outcome,
+    pub(crate) reason: Option<&'static str>,
+    pub(crate) upstream: Option<std::net::SocketAddr>,
+    pub(crate) gateway_time: Option<Duration>,
+    pub(crate) upstream_start: Option<Instant>,
 }
 
 impl Gateway {
-    async fn deny(&self, session: &mut Session, ctx: &mut Ctx, denial: Denial) -> Result<bool> {
+    pub(crate) async fn deny(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        denial: Denial,
+    ) -> Result<bool> {
         ctx.outcome = if denial.is_routing() {
             Outcome::Unrouted
         } else {
@@ -126,7 +131,7 @@ impl Gateway {
 
     /// One store round trip for the token's `jti`, family and subject. Only tokens that
     /// passed validation get here, so invalid tokens cause no store traffic.
-    async fn check_revocation(
+    pub(crate) async fn check_revocation(
         &self,
         rt: &Runtime,
         route_id: &str,
@@ -228,137 +233,6 @@ impl Gateway {
         };
         m.exchanges.with_label_values(&[&route.id, label]).inc();
         result.map(|issued| issued.token)
-    }
-
-    /// The STS endpoint: authenticates the client, validates the subject token (signature,
-    /// claims, revocation), and mints a token for the requested audience.
-    async fn serve_sts(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        rt: &Runtime,
-        sts: &crate::sts::Sts,
-    ) -> Result<bool> {
-        use crate::sts::{StsError, ACCESS_TOKEN_TYPE, MAX_BODY};
-        const TOO_LARGE: StsError = StsError {
-            status: 400,
-            code: "invalid_request",
-            description: "the request body is too large",
-        };
-        use filters::exchange::{ExchangeRequest, Exchanger as _};
-        const ROUTE: &str = "_sts";
-        if session.req_header().method != http::Method::POST {
-            return self.deny(session, ctx, Denial::MethodNotAllowed).await;
-        }
-        let authorization = session
-            .req_header()
-            .headers
-            .get(AUTHORIZATION)
-            .map(|v| v.as_bytes().to_vec());
-        let mut body = Vec::new();
-        loop {
-            match session.read_request_body().await? {
-                Some(chunk) if body.len() + chunk.len() <= MAX_BODY => {
-                    body.extend_from_slice(&chunk)
-                }
-                Some(_) => {
-                    return self.sts_refuse(session, ctx, TOO_LARGE).await;
-                }
-                None => break,
-            }
-        }
-        let grant = match sts.check(authorization.as_deref(), &body) {
-            Ok(g) => g,
-            Err(e) => return self.sts_refuse(session, ctx, e).await,
-        };
-        let subject = match rt.validator.validate(&grant.subject_token).await {
-            Ok(t) => t,
-            Err(e) => {
-                return self
-                    .sts_refuse(session, ctx, crate::sts::subject_refusal(&e))
-                    .await
-            }
-        };
-        if let Err(e) = self
-            .check_revocation(rt, ROUTE, OnStoreError::Deny, &subject)
-            .await
-        {
-            return self
-                .sts_refuse(session, ctx, crate::sts::subject_refusal(&e))
-                .await;
-        }
-        // Never wider than the subject token: every requested scope must be held by it.
-        if grant.scopes.iter().any(|s| !subject.has_scope(s)) {
-            let e = StsError {
-                status: 400,
-                code: "invalid_scope",
-                description: "a requested scope exceeds the subject token's",
-            };
-            return self.sts_refuse(session, ctx, e).await;
-        }
-        let allowed: &[String] = if grant.scopes.is_empty() {
-            sts.client_scopes(&grant.client)
-        } else {
-            &grant.scopes
-        };
-        let req = ExchangeRequest {
-            subject: &subject,
-            subject_token: &grant.subject_token,
-            audience: &grant.audience,
-            allowed_scopes: allowed,
-            ttl: sts.ttl,
-            carry_claims: &[],
-            request_id: Some(&ctx.request_id),
-            actor: Some(&grant.client),
-        };
-        let started = Instant::now();
-        let result = sts.exchanger.exchange(&req).await;
-        let m = &self.shared.metrics;
-        m.exchange_duration.observe(started.elapsed().as_secs_f64());
-        m.exchanges
-            .with_label_values(&[ROUTE, result.as_ref().map_or_else(|e| e.reason(), |_| "ok")])
-            .inc();
-        let issued = match result {
-            Ok(t) => t,
-            Err(e) => {
-                let e = StsError {
-                    status: e.status().max(400),
-                    code: "temporarily_unavailable",
-                    description: "the token could not be issued",
-                };
-                return self.sts_refuse(session, ctx, e).await;
-            }
-        };
-        ctx.identity = Some(subject);
-        ctx.outcome = Outcome::Allowed;
-        ctx.reason = Some("token_issued");
-        let expires_in = (issued.expires_at - filters::validate::unix_now()).max(1);
-        let mut answer = serde_json::json!({
-            "access_token": &*issued.token,
-            "issued_token_type": ACCESS_TOKEN_TYPE,
-            "token_type": "Bearer",
-            "expires_in": expires_in,
-        });
-        if !issued.scope.is_empty() {
-            answer["scope"] = serde_json::Value::from(&*issued.scope);
-        }
-        respond::json(session, &ctx.request_id, 200, answer.to_string(), None).await?;
-        Ok(true)
-    }
-
-    async fn sts_refuse(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        e: crate::sts::StsError,
-    ) -> Result<bool> {
-        ctx.outcome = Outcome::Denied;
-        ctx.reason = Some(e.code);
-        let body =
-            serde_json::json!({ "error": e.code, "error_description": e.description }).to_string();
-        let challenge = (e.status == 401).then_some("Basic realm=\"tokengate\"");
-        respond::json(session, &ctx.request_id, e.status, body, challenge).await?;
-        Ok(true)
     }
 
     /// A logout route: revokes the caller's token (and, if configured, its family) and
