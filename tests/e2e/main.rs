@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod config;
+mod demo;
 mod exchange;
 mod headers;
 mod jwks;
