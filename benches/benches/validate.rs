@@ -95,6 +95,33 @@ fn bench_validate(c: &mut Criterion) {
     }
     g.finish();
 
+    // A miss on every request: distinct tokens, cache enabled (verify + insert) versus
+    // cache disabled (verify only).
+    for (name, cache) in [
+        ("validate_distinct_cache_on", TokenCacheConfig::default()),
+        (
+            "validate_distinct_cache_off",
+            TokenCacheConfig {
+                max_entries: 0,
+                ..Default::default()
+            },
+        ),
+    ] {
+        let (key, v, path) = setup(Algorithm::ES256, cache);
+        let mut n = 0u64;
+        c.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    token(&key, n)
+                },
+                |t| rt.block_on(v.validate(black_box(&t))).expect("valid"),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+        let _ = std::fs::remove_file(path);
+    }
+
     let (key, v, path) = setup(Algorithm::ES256, TokenCacheConfig::default());
     let t = token(&key, 1);
     rt.block_on(v.validate(&t)).expect("valid");
