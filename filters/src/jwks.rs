@@ -79,6 +79,30 @@ pub struct JwksConfig {
     pub allow_insecure_http: bool,
 }
 
+impl JwksConfig {
+    /// A configuration with the documented defaults: refresh 5 min, refetch cooldown 30 s,
+    /// `max_stale` 1 h, fetch timeout 5 s, default limits, https only (loopback excepted).
+    pub fn new(issuer: impl Into<String>, source: JwksSource, algorithms: Vec<Algorithm>) -> Self {
+        JwksConfig {
+            issuer: issuer.into(),
+            source,
+            algorithms,
+            refresh: Duration::from_secs(300),
+            refetch_cooldown: Duration::from_secs(30),
+            max_stale: Duration::from_secs(3600),
+            fetch_timeout: Duration::from_secs(5),
+            limits: JwksLimits::default(),
+            allow_insecure_http: false,
+        }
+    }
+
+    /// Checks the source against the URL rule (https, or http to loopback unless
+    /// `allow_insecure_http`) without building a client: what [`JwksCache::new`] refuses.
+    pub fn check(&self) -> Result<(), JwksError> {
+        fetch::origin(self).map(|_| ())
+    }
+}
+
 /// Why a fetch failed, or a source was refused at construction.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

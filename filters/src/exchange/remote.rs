@@ -90,6 +90,30 @@ impl RemoteStsConfig {
     }
 }
 
+impl RemoteStsConfig {
+    /// Checks the settings without building a client: what [`RemoteSts::new`] refuses.
+    /// Returns the token endpoint as a parsed URL.
+    pub fn check(&self) -> Result<Url, ExchangeConfigError> {
+        let endpoint = check_endpoint(&self.token_endpoint, self.allow_insecure_http)?;
+        if self.client_id.is_empty() {
+            return Err(ExchangeConfigError::InvalidSetting(
+                "the STS client_id is empty",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(ExchangeConfigError::InvalidSetting(
+                "the STS timeout is zero",
+            ));
+        }
+        if self.max_response_bytes == 0 {
+            return Err(ExchangeConfigError::InvalidSetting(
+                "the STS answer cap is zero",
+            ));
+        }
+        Ok(endpoint)
+    }
+}
+
 impl fmt::Debug for RemoteStsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemoteStsConfig")
@@ -145,22 +169,7 @@ impl fmt::Debug for RemoteSts {
 impl RemoteSts {
     /// Checks the configuration and builds the HTTP client (no I/O).
     pub fn new(config: RemoteStsConfig) -> Result<Self, ExchangeConfigError> {
-        let endpoint = check_endpoint(&config.token_endpoint, config.allow_insecure_http)?;
-        if config.client_id.is_empty() {
-            return Err(ExchangeConfigError::InvalidSetting(
-                "the STS client_id is empty",
-            ));
-        }
-        if config.timeout.is_zero() {
-            return Err(ExchangeConfigError::InvalidSetting(
-                "the STS timeout is zero",
-            ));
-        }
-        if config.max_response_bytes == 0 {
-            return Err(ExchangeConfigError::InvalidSetting(
-                "the STS answer cap is zero",
-            ));
-        }
+        let endpoint = config.check()?;
         let basic = match config.auth {
             ClientAuth::Basic => {
                 let mut credentials = form_urlencode(&config.client_id);

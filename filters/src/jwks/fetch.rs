@@ -51,16 +51,7 @@ pub(super) struct Failure {
 impl Fetcher {
     /// Checks the configured source and builds the HTTP client (no I/O).
     pub(super) fn new(config: &JwksConfig) -> Result<Self, JwksError> {
-        let origin = match &config.source {
-            JwksSource::Uri(uri) => Origin::Uri(check_url(uri, config.allow_insecure_http)?),
-            JwksSource::Discovery => {
-                check_url(&config.issuer, config.allow_insecure_http)?;
-                let base = config.issuer.strip_suffix('/').unwrap_or(&config.issuer);
-                let metadata = format!("{base}/.well-known/openid-configuration");
-                Origin::Discovery(check_url(&metadata, config.allow_insecure_http)?)
-            }
-            JwksSource::File(path) => Origin::File(path.clone()),
-        };
+        let origin = origin(config)?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.fetch_timeout)
@@ -203,6 +194,20 @@ impl Fetcher {
             .await
             .unwrap_or_else(|_| Err(JwksError::Fetch("timed out".into())))
     }
+}
+
+/// Where keys come from, with the URL rule applied (no I/O, no client).
+pub(super) fn origin(config: &JwksConfig) -> Result<Origin, JwksError> {
+    Ok(match &config.source {
+        JwksSource::Uri(uri) => Origin::Uri(check_url(uri, config.allow_insecure_http)?),
+        JwksSource::Discovery => {
+            check_url(&config.issuer, config.allow_insecure_http)?;
+            let base = config.issuer.strip_suffix('/').unwrap_or(&config.issuer);
+            let metadata = format!("{base}/.well-known/openid-configuration");
+            Origin::Discovery(check_url(&metadata, config.allow_insecure_http)?)
+        }
+        JwksSource::File(path) => Origin::File(path.clone()),
+    })
 }
 
 /// The URL rule: `https` always; `http` only to a loopback host (`127.0.0.0/8`, `::1`,

@@ -142,7 +142,7 @@ impl Checker<'_> {
         };
         cfg.timeout = timeout;
         cfg.allow_insecure_http = x.allow_insecure_http;
-        if let Err(e) = filters::exchange::RemoteSts::new(cfg.clone()) {
+        if let Err(e) = cfg.check() {
             self.err(k("token_endpoint"), e.to_string());
             return None;
         }

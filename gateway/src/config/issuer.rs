@@ -111,7 +111,7 @@ impl Checker<'_> {
             },
             allow_insecure_http: x.allow_insecure_http,
         };
-        if let Err(e) = filters::jwks::JwksCache::new(jwks.clone()) {
+        if let Err(e) = jwks.check() {
             let key = if x.jwks_uri.is_some() {
                 k("jwks_uri")
             } else {
