@@ -80,12 +80,16 @@ impl Supervisor {
     /// Fetches the keys of new caches once (concurrently, each bounded by its fetch
     /// timeout), then starts their background refreshers.
     async fn start_caches(caches: Vec<Arc<JwksCache>>, refreshers: &mut Vec<Refresher>) {
-        let fetches = caches.iter().map(|c| async move {
-            if let Err(e) = c.refresh().await {
-                tracing::warn!(issuer = %c.config().issuer, error = %e, "key fetch failed; retrying in the background");
-            }
-        });
-        futures_join_all(fetches).await;
+        let mut fetches = tokio::task::JoinSet::new();
+        for c in &caches {
+            let c = c.clone();
+            fetches.spawn(async move {
+                if let Err(e) = c.refresh().await {
+                    tracing::warn!(issuer = %c.config().issuer, error = %e, "key fetch failed; retrying in the background");
+                }
+            });
+        }
+        while fetches.join_next().await.is_some() {}
         for cache in caches {
             let c = cache.clone();
             let task = tokio::spawn(async move { c.run_refresher().await });
@@ -158,17 +162,6 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
         v.push("log");
     }
     v
-}
-
-/// Awaits every future (the set is small: one per issuer).
-async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: impl Iterator<Item = F>) {
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    for f in set {
-        f.await;
-    }
 }
 
 fn unix_now_f64() -> f64 {
