@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use filters::jwk::JwksLimits;
 use filters::jwks::{JwksCache, JwksConfig, JwksSource};
 use filters::route::{RouteMatch, RouteTable};
 use filters::sign::{jwks_document, SigningKey};
@@ -26,17 +25,11 @@ fn setup(alg: Algorithm, cache: TokenCacheConfig) -> (SigningKey, Validator, Pat
         std::env::temp_dir().join(format!("tokengate-bench-{}-{alg}.json", std::process::id()));
     std::fs::write(&path, jwks_document([&key]).to_string()).expect("write jwks");
     let algorithms = vec![alg];
-    let jwks = JwksCache::new(JwksConfig {
-        issuer: ISS.into(),
-        source: JwksSource::File(path.clone()),
-        algorithms: algorithms.clone(),
-        refresh: Duration::from_secs(300),
-        refetch_cooldown: Duration::from_secs(300),
-        max_stale: Duration::from_secs(3600),
-        fetch_timeout: Duration::from_secs(5),
-        limits: JwksLimits::default(),
-        allow_insecure_http: false,
-    })
+    let jwks = JwksCache::new(JwksConfig::new(
+        ISS,
+        JwksSource::File(path.clone()),
+        algorithms.clone(),
+    ))
     .expect("jwks");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

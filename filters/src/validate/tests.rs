@@ -4,7 +4,6 @@ use std::sync::atomic::AtomicUsize;
 use serde_json::json;
 
 use super::*;
-use crate::jwk::JwksLimits;
 use crate::jwks::{JwksConfig, JwksSource};
 use crate::sign::{jwks_document, SigningKey};
 
@@ -40,18 +39,13 @@ fn policy(id: &str, iss: &str) -> IssuerPolicy {
 async fn issuer_with(policy: IssuerPolicy, keys: &[&SigningKey]) -> (Arc<Issuer>, PathBuf) {
     let path = temp_path(&policy.id);
     std::fs::write(&path, jwks_document(keys.iter().copied()).to_string()).unwrap();
-    let jwks = JwksCache::new(JwksConfig {
-        issuer: policy.issuer.clone(),
-        source: JwksSource::File(path.clone()),
-        algorithms: policy.algorithms.clone(),
-        refresh: Duration::from_secs(300),
-        refetch_cooldown: Duration::from_secs(300),
-        max_stale: Duration::from_secs(3600),
-        fetch_timeout: Duration::from_secs(5),
-        limits: JwksLimits::default(),
-        allow_insecure_http: false,
-    })
-    .unwrap();
+    let mut config = JwksConfig::new(
+        policy.issuer.clone(),
+        JwksSource::File(path.clone()),
+        policy.algorithms.clone(),
+    );
+    config.refetch_cooldown = Duration::from_secs(300);
+    let jwks = JwksCache::new(config).unwrap();
     jwks.refresh().await.unwrap();
     (Arc::new(Issuer { policy, jwks }), path)
 }
