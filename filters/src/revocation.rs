@@ -176,6 +176,9 @@ pub struct KeyScheme {
     pub family_prefix: String,
     /// Default `revoked_before:`.
     pub subject_prefix: String,
+    /// Default `dpop_jti:`: one-time ids recorded by [`RevocationStore::use_once`] (DPoP
+    /// proof `jti`s).
+    pub once_prefix: String,
 }
 
 impl Default for KeyScheme {
@@ -184,6 +187,7 @@ impl Default for KeyScheme {
             token_prefix: "revoked:".into(),
             family_prefix: "family:".into(),
             subject_prefix: "revoked_before:".into(),
+            once_prefix: "dpop_jti:".into(),
         }
     }
 }
@@ -205,6 +209,11 @@ pub trait RevocationStore: Send + Sync {
         before: i64,
         ttl: Duration,
     ) -> Result<(), StoreError>;
+    /// Records a one-time id (a DPoP proof's `jti`) for `ttl`: `Ok(true)` the first time it
+    /// is seen by any replica sharing the store, `Ok(false)` on every later call within `ttl`.
+    /// One round trip (`SET <once_prefix><id> 1 NX PX <ttl>` on Redis). The memory store keeps
+    /// these ids apart from revocations, so a flood of proofs can never crowd them out.
+    async fn use_once(&self, id: &str, ttl: Duration) -> Result<bool, StoreError>;
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 }

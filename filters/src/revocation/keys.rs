@@ -78,6 +78,11 @@ impl KeyScheme {
         join(&self.subject_prefix, &[issuer, subject])
     }
 
+    /// The key of a one-time id: `<once_prefix><id>` (default `dpop_jti:<id>`).
+    pub fn once_key(&self, id: &str) -> String {
+        join(&self.once_prefix, &[id])
+    }
+
     /// Checks the prefixes: each 1..=64 bytes of printable ASCII without spaces, and none a
     /// prefix of another (otherwise a token key could equal a family key).
     pub fn validate(&self) -> Result<(), StoreError> {
@@ -85,6 +90,7 @@ impl KeyScheme {
             ("token_prefix", self.token_prefix.as_str()),
             ("family_prefix", self.family_prefix.as_str()),
             ("subject_prefix", self.subject_prefix.as_str()),
+            ("once_prefix", self.once_prefix.as_str()),
         ];
         for (name, prefix) in prefixes {
             if prefix.is_empty() || prefix.len() > MAX_PREFIX_BYTES {

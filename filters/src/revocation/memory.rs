@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: revocations of one node, in a bounded in-process cache.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -47,6 +48,11 @@ impl Expiry<String, Entry> for ByDeadline {
 /// [`super::RedisStore`]. `check` does no I/O and never fails.
 pub struct MemoryStore {
     cache: Cache<String, Entry>,
+    /// One-time ids ([`RevocationStore::use_once`]), bounded on their own.
+    once: Cache<String, Entry>,
+    /// Live one-time ids: raised on insert, lowered by the cache's removal listener (the
+    /// cache's own count lags behind inserts).
+    once_live: Arc<AtomicU64>,
     keys: KeyScheme,
     max_entries: u64,
     /// Serialises writes, so that "read the old entry, store the larger one" and the bound
@@ -72,8 +78,21 @@ impl MemoryStore {
             .max_capacity(max_entries)
             .expire_after(ByDeadline)
             .build();
+        let once_live = Arc::new(AtomicU64::new(0));
+        let live = once_live.clone();
+        // Capacity above the bound enforced by `use_once`, so the cache never evicts a live
+        // id (that would reopen its replay window).
+        let once = Cache::builder()
+            .max_capacity(max_entries.saturating_mul(2))
+            .expire_after(ByDeadline)
+            .eviction_listener(move |_, _, _| {
+                live.fetch_sub(1, Ordering::Relaxed);
+            })
+            .build();
         MemoryStore {
             cache,
+            once,
+            once_live,
             keys: KeyScheme::default(),
             max_entries,
             writes: Mutex::new(()),
@@ -152,6 +171,34 @@ impl RevocationStore for MemoryStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         self.store(self.keys.subject_key(issuer, subject), before, ttl)
+    }
+
+    async fn use_once(&self, id: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let ttl = effective_ttl(ttl)?;
+        let key = self.keys.once_key(id);
+        let _guard = self
+            .writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.once.contains_key(&key) {
+            return Ok(false);
+        }
+        // Expired ids are removed lazily: flush them only when the bound seems reached.
+        if self.once_live.load(Ordering::Relaxed) >= self.max_entries {
+            self.once.run_pending_tasks();
+            if self.once_live.load(Ordering::Relaxed) >= self.max_entries {
+                return Err(StoreError::Full);
+            }
+        }
+        self.once_live.fetch_add(1, Ordering::Relaxed);
+        self.once.insert(
+            key,
+            Entry {
+                before: 0,
+                expires_at: Instant::now() + ttl,
+            },
+        );
+        Ok(true)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -297,5 +344,34 @@ mod tests {
         );
         s.cache.run_pending_tasks();
         assert!(s.cache.iter().all(|(k, _)| k.len() <= 8 + 71));
+    }
+
+    #[tokio::test]
+    async fn memory_once_ids_are_accepted_once() {
+        let s = MemoryStore::new(10);
+        assert_eq!(s.use_once("proof-1", HOUR).await, Ok(true));
+        assert_eq!(s.use_once("proof-1", HOUR).await, Ok(false));
+        assert_eq!(s.use_once("proof-2", HOUR).await, Ok(true));
+    }
+
+    #[tokio::test]
+    async fn memory_once_ids_do_not_crowd_out_revocations() {
+        let s = MemoryStore::new(2);
+        assert_eq!(s.use_once("a", HOUR).await, Ok(true));
+        assert_eq!(s.use_once("b", HOUR).await, Ok(true));
+        assert_eq!(s.use_once("c", HOUR).await, Err(StoreError::Full));
+        s.revoke_token("jti-1", HOUR).await.unwrap();
+        assert_eq!(s.check_now(&q(Some("jti-1"), None)), Verdict::TokenRevoked);
+    }
+
+    #[tokio::test]
+    async fn memory_once_ids_expire_with_their_ttl() {
+        let s = MemoryStore::new(10);
+        assert_eq!(s.use_once("p", Duration::from_secs(1)).await, Ok(true));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while s.use_once("p", Duration::from_secs(1)).await == Ok(false) {
+            assert!(Instant::now() < deadline, "the one-time id never expired");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

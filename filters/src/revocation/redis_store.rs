@@ -294,6 +294,19 @@ impl RevocationStore for RedisStore {
             .await
     }
 
+    async fn use_once(&self, id: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let ttl = effective_ttl(ttl)?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.keys.once_key(id))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms);
+        let answer: redis::Value = self.run(&cmd, self.timeout).await?;
+        Ok(!matches!(answer, redis::Value::Nil))
+    }
+
     /// `PING`; on a cluster, every primary must answer.
     async fn ping(&self) -> Result<(), StoreError> {
         self.run::<redis::Value>(&redis::cmd("PING"), self.timeout)

@@ -66,6 +66,19 @@ async fn revoked_jti_is_refused() {
 }
 
 #[tokio::test]
+async fn once_ids_are_accepted_once_across_connections() {
+    let server = RedisServer::start().await;
+    let a = store(&server).await;
+    let b = store(&server).await;
+    assert_eq!(a.use_once("proof-1", HOUR).await, Ok(true));
+    assert_eq!(b.use_once("proof-1", HOUR).await, Ok(false));
+    assert_eq!(a.use_once("proof-1", HOUR).await, Ok(false));
+    let mut conn = admin(server.port).await;
+    let ttl: i64 = conn.pttl("dpop_jti:proof-1").await.unwrap();
+    assert!(ttl > 0 && ttl <= 3_600_000, "ttl {ttl}");
+}
+
+#[tokio::test]
 async fn unrevoked_token_passes() {
     let server = RedisServer::start().await;
     let s = store(&server).await;

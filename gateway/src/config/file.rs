@@ -305,6 +305,9 @@ pub struct Revocation {
     pub family_prefix: String,
     #[serde(default = "default_subject_prefix")]
     pub subject_prefix: String,
+    /// Prefix of the one-time DPoP proof ids (replay cache).
+    #[serde(default = "default_once_prefix")]
+    pub once_prefix: String,
     /// Bound of the embedded memory store (used when there is no `[redis]`).
     #[serde(default = "default_max_revocations")]
     pub max_entries: u64,
@@ -320,6 +323,7 @@ impl Default for Revocation {
             token_prefix: default_token_prefix(),
             family_prefix: default_family_prefix(),
             subject_prefix: default_subject_prefix(),
+            once_prefix: default_once_prefix(),
             max_entries: default_max_revocations(),
             default_ttl: default_revocation_ttl(),
         }
@@ -334,6 +338,9 @@ fn default_family_prefix() -> String {
 }
 fn default_subject_prefix() -> String {
     "revoked_before:".into()
+}
+fn default_once_prefix() -> String {
+    "dpop_jti:".into()
 }
 fn default_max_revocations() -> u64 {
     1_000_000

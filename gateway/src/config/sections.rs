@@ -12,11 +12,13 @@ impl Checker<'_> {
             token_prefix: r.token_prefix.clone(),
             family_prefix: r.family_prefix.clone(),
             subject_prefix: r.subject_prefix.clone(),
+            once_prefix: r.once_prefix.clone(),
         };
         for (name, p) in [
             ("token_prefix", &r.token_prefix),
             ("family_prefix", &r.family_prefix),
             ("subject_prefix", &r.subject_prefix),
+            ("once_prefix", &r.once_prefix),
         ] {
             if p.is_empty() || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_graphic()) {
                 self.err(
