@@ -11,11 +11,11 @@ use crate::support::http::{get, get_bearer};
 use crate::support::keys::now;
 use crate::support::{claims, key, sign, with, Env};
 
-const SIGNER_ISS: &str = "https://tokengate.internal";
+pub(crate) const SIGNER_ISS: &str = "https://tokengate.internal";
 
 /// Writes signing keys with `tokengate keygen` (which refuses to overwrite) and returns the
 /// `[signer]` section with `active` as the active key.
-fn signer_section(dir: &std::path::Path, kids: &[&str], active: &str) -> String {
+pub(crate) fn signer_section(dir: &std::path::Path, kids: &[&str], active: &str) -> String {
     let mut keys = Vec::new();
     for kid in kids {
         let path = dir.join(format!("{kid}.pem"));
@@ -48,7 +48,7 @@ fn signer_section(dir: &std::path::Path, kids: &[&str], active: &str) -> String 
     )
 }
 
-fn exchange_route(id: &str, prefix: &str, audience: &str) -> String {
+pub(crate) fn exchange_route(id: &str, prefix: &str, audience: &str) -> String {
     format!(
         "\n[[route]]\nid = \"{id}\"\npath_prefix = \"{prefix}\"\nupstream = [\"{{up}}\"]\nforward_token = \"exchange\"\n\
          [route.exchange]\naudience = \"{audience}\"\nscopes = [\"orders:read\", \"admin\"]\nttl = \"60s\"\nclaims = [\"tenant\"]\n"
@@ -71,7 +71,7 @@ fn verify(token: &str, jwks: &Value, audience: &str) -> Value {
         .claims
 }
 
-fn bearer_of(seen: &crate::support::upstream::Seen) -> String {
+pub(crate) fn bearer_of(seen: &crate::support::upstream::Seen) -> String {
     let auth = seen
         .header("authorization")
         .expect("the backend gets an Authorization header");

@@ -9,7 +9,7 @@ use crate::support::keys::signature_of;
 use crate::support::{claims, key, root_route, sign, token, with, Env, ISS};
 
 /// A route `/` that injects the `tenant` claim as `x-auth-tenant`.
-const INJECTING_ROUTE: &str =
+pub(crate) const INJECTING_ROUTE: &str =
     "\n[[route]]\nid = \"api\"\npath_prefix = \"/\"\nupstream = [\"{up}\"]\n\
                                [route.inject]\n\"x-auth-tenant\" = \"tenant\"\n";
 

@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod exchange;
 mod headers;
+mod hostile;
 mod jwks;
 mod lifecycle;
 mod observability;

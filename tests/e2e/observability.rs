@@ -2,21 +2,12 @@
 //! must never see: tokens.
 
 use filters::Algorithm;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::gateway::sample;
 use crate::support::http::{get, get_bearer};
 use crate::support::keys::{forge, fresh, now, signature_of};
-use crate::support::{claims, root_route, sign, token, wait_until, with, Env, Gateway, Options};
-
-/// The access-log lines (JSON, target `tokengate::access`) written so far.
-fn access_lines(gw: &Gateway) -> Vec<Value> {
-    gw.logs()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["target"] == "tokengate::access")
-        .collect()
-}
+use crate::support::{claims, root_route, sign, token, wait_until, with, Env, Options};
 
 /// The log lines containing `needle` (at most three, `needle` shown as `<LEAKED>`), for
 /// the failure message.
@@ -137,7 +128,7 @@ async fn every_request_gets_one_access_log_line() {
         401
     );
     let lines = wait_until("two access-log lines", || async {
-        let lines = access_lines(&env.gw);
+        let lines = env.gw.access_lines();
         let ours = |id: &str| lines.iter().filter(|l| l["request_id"] == id).count();
         (ours("access-ok") == 1 && ours("access-denied") == 1).then_some(lines)
     })
@@ -232,7 +223,9 @@ async fn tokens_never_appear_in_the_logs_at_any_level() {
         assert!(r.status < 500, "{what}: {}", r.body);
     }
     wait_until("an access-log line per request", || async {
-        let n = access_lines(&env.gw)
+        let n = env
+            .gw
+            .access_lines()
             .iter()
             .filter(|l| l["path"].as_str().is_some_and(|p| p.ends_with("/logged")))
             .count();

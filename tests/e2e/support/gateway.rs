@@ -230,6 +230,26 @@ impl Gateway {
         std::fs::read_to_string(self.dir.path().join(self.stderr)).unwrap_or_default()
     }
 
+    /// The access-log lines (JSON, target `tokengate::access`) written so far.
+    pub fn access_lines(&self) -> Vec<serde_json::Value> {
+        self.logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "tokengate::access")
+            .collect()
+    }
+
+    /// The `reason` of the access-log line of request `id`, once it is written.
+    pub async fn access_reason(&self, id: &str) -> String {
+        wait_until(&format!("the access log line of {id}"), || async move {
+            self.access_lines()
+                .into_iter()
+                .find(|l| l["request_id"] == id)
+                .map(|l| l["reason"].as_str().unwrap_or_default().to_string())
+        })
+        .await
+    }
+
     /// Replaces the configuration file with the same `[server]` and `[log]` (ports, temp
     /// dir, options) and a new `body`. The file is written aside and renamed over the old
     /// one, so a reload never reads half of it. Send `SIGHUP` to apply it.
