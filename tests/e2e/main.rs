@@ -8,6 +8,7 @@ mod support;
 mod auth;
 mod config;
 mod demo;
+mod dpop;
 mod exchange;
 mod headers;
 mod jwks;

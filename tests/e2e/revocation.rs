@@ -2,17 +2,15 @@
 //! every replica sharing the Redis refuses the token on its next request; Redis outages
 //! follow the route's `on_store_error`; invalid tokens cause no Redis traffic.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use filters::Algorithm;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::http::{client, get_bearer, request};
 use crate::support::keys::now;
+use crate::support::redis::{cmd, redis_section, Redis};
 use crate::support::{
     assert_denied, assert_refused, claims, issuer_toml, key, root_route, sign, wait_until, with,
     Env, Gateway, JwksServer, Options, Upstream,
@@ -26,109 +24,6 @@ fn admin_section() -> String {
     // Same value from every test: setting it concurrently is harmless.
     std::env::set_var(ADMIN_ENV, ADMIN_SECRET);
     format!("\n[admin]\ntoken = \"${{{ADMIN_ENV}}}\"\n")
-}
-
-/// A `redis-server` of this test only, on an ephemeral loopback port, killed on drop.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Redis {
-    async fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut r = Redis {
-            child: None,
-            port,
-            dir,
-        };
-        r.spawn().await;
-        r
-    }
-
-    async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
-        self.child = Some(child);
-        let addr = self.addr();
-        wait_until("redis PING", || async move {
-            (cmd(addr, "PING").await.as_deref() == Some("+PONG\r\n")).then_some(())
-        })
-        .await;
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Calls of a command since start (`INFO commandstats`).
-    async fn calls(&self, command: &str) -> u64 {
-        let info = cmd(self.addr(), "INFO commandstats")
-            .await
-            .unwrap_or_default();
-        info.lines()
-            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// Every key (the tests' Redis is their own).
-    async fn keys(&self) -> String {
-        cmd(self.addr(), "KEYS *").await.unwrap_or_default()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Sends one inline command and returns what arrives within a short read.
-async fn cmd(addr: SocketAddr, line: &str) -> Option<String> {
-    let mut s = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
-        .await
-        .ok()?
-        .ok()?;
-    s.write_all(format!("{line}\r\n").as_bytes()).await.ok()?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 /// POSTs JSON to the gateway's admin API with the admin secret (or `bearer`).
@@ -146,13 +41,6 @@ async fn admin_post(gw: &Gateway, path: &str, body: Value, bearer: Option<&str>)
         .expect("admin request");
     let status = r.status().as_u16();
     (status, r.text().await.unwrap_or_default())
-}
-
-fn redis_section(r: &Redis) -> String {
-    format!(
-        "\n[redis]\nurls = [\"{}\"]\ntimeout = \"200ms\"\nconnect_timeout = \"500ms\"\n",
-        r.url()
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
