@@ -13,6 +13,7 @@ mod exchange;
 mod headers;
 mod jwks;
 mod lifecycle;
+mod mtls;
 mod observability;
 mod operations;
 mod revocation;

@@ -115,6 +115,22 @@ impl Checker<'_> {
         let cert = file("cert", &t.cert);
         let key = file("key", &t.key);
         let client_ca = t.client_ca.as_deref().and_then(|c| file("client_ca", c));
+        // Parse what the listener will load, so that `check` refuses what `run` would.
+        use pingora::tls::pkey::PKey;
+        use pingora::tls::x509::X509;
+        let pem = |p: &Option<PathBuf>| p.as_ref().and_then(|p| std::fs::read(p).ok());
+        for (name, path) in [("cert", &cert), ("client_ca", &client_ca)] {
+            if let Some(bytes) = pem(path) {
+                if !X509::stack_from_pem(&bytes).is_ok_and(|s| !s.is_empty()) {
+                    self.err(format!("tls.{name}"), "holds no PEM certificate");
+                }
+            }
+        }
+        if let Some(bytes) = pem(&key) {
+            if PKey::private_key_from_pem(&bytes).is_err() {
+                self.err("tls.key", "holds no PEM private key (unencrypted)");
+            }
+        }
         match (t.client_cert, &t.client_ca) {
             (ClientCertMode::None, Some(_)) => self.err(
                 "tls.client_ca",
