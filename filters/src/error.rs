@@ -67,6 +67,33 @@ pub enum AuthError {
     SubjectRevoked,
     /// The revocation store did not answer and the route fails closed: 503.
     StoreUnavailable,
+    /// The DPoP proof is missing, malformed, or fails a check of RFC 9449 §4.3 (401
+    /// `invalid_dpop_proof`).
+    InvalidDpopProof(&'static str),
+    /// The DPoP proof's `jti` was already used (401 `invalid_dpop_proof`).
+    DpopReplay,
+    /// The route requires server nonces and the proof has none or a stale one (401
+    /// `use_dpop_nonce`, with a fresh `DPoP-Nonce` header).
+    UseDpopNonce,
+    /// The proof key's thumbprint is not the token's `cnf.jkt` (401 `invalid_token`).
+    DpopKeyMismatch,
+    /// A DPoP-bound token (`cnf.jkt`) was sent with the `Bearer` scheme, or a token sent with
+    /// the `DPoP` scheme is not DPoP-bound (401 `invalid_token`).
+    WrongTokenScheme(&'static str),
+    /// The route requires DPoP and the request used a plain bearer token (401
+    /// `invalid_token`).
+    DpopRequired,
+    /// The token is bound to a client certificate (`cnf["x5t#S256"]`) that the connection did
+    /// not present (401 `invalid_token`).
+    CertificateMismatch,
+    /// The token's `acr` or `auth_time` does not satisfy the route (RFC 9470: 401
+    /// `insufficient_user_authentication`).
+    InsufficientUserAuthentication {
+        /// The route's accepted `acr` values, space-separated (from configuration).
+        acr_values: std::sync::Arc<str>,
+        /// The route's `max_age` in seconds, if it has one.
+        max_age: Option<u64>,
+    },
 }
 
 /// The RFC 6750 §3.1 error code of a denial.
@@ -82,6 +109,12 @@ pub enum ErrorCode {
     InsufficientScope,
     /// `temporarily_unavailable` (503), borrowed from RFC 6749 §4.1.2.1.
     TemporarilyUnavailable,
+    /// `invalid_dpop_proof` (401, RFC 9449 §7.1).
+    InvalidDpopProof,
+    /// `use_dpop_nonce` (401, RFC 9449 §9).
+    UseDpopNonce,
+    /// `insufficient_user_authentication` (401, RFC 9470 §3).
+    InsufficientUserAuthentication,
 }
 
 impl ErrorCode {
@@ -93,6 +126,9 @@ impl ErrorCode {
             ErrorCode::InvalidToken => Some("invalid_token"),
             ErrorCode::InsufficientScope => Some("insufficient_scope"),
             ErrorCode::TemporarilyUnavailable => Some("temporarily_unavailable"),
+            ErrorCode::InvalidDpopProof => Some("invalid_dpop_proof"),
+            ErrorCode::UseDpopNonce => Some("use_dpop_nonce"),
+            ErrorCode::InsufficientUserAuthentication => Some("insufficient_user_authentication"),
         }
     }
 }
@@ -101,7 +137,11 @@ impl AuthError {
     /// HTTP status of the response.
     pub fn status(&self) -> u16 {
         match self.code() {
-            ErrorCode::None | ErrorCode::InvalidToken => 401,
+            ErrorCode::None
+            | ErrorCode::InvalidToken
+            | ErrorCode::InvalidDpopProof
+            | ErrorCode::UseDpopNonce
+            | ErrorCode::InsufficientUserAuthentication => 401,
             ErrorCode::InvalidRequest => 400,
             ErrorCode::InsufficientScope => 403,
             ErrorCode::TemporarilyUnavailable => 503,
@@ -116,6 +156,9 @@ impl AuthError {
             InvalidRequest(_) => ErrorCode::InvalidRequest,
             InsufficientScope { .. } | ClaimMismatch { .. } => ErrorCode::InsufficientScope,
             KeysUnavailable | StoreUnavailable => ErrorCode::TemporarilyUnavailable,
+            InvalidDpopProof(_) | DpopReplay => ErrorCode::InvalidDpopProof,
+            UseDpopNonce => ErrorCode::UseDpopNonce,
+            InsufficientUserAuthentication { .. } => ErrorCode::InsufficientUserAuthentication,
             _ => ErrorCode::InvalidToken,
         }
     }
@@ -162,6 +205,14 @@ impl AuthError {
             FamilyRevoked => "family_revoked",
             SubjectRevoked => "subject_revoked",
             StoreUnavailable => "store_unavailable",
+            InvalidDpopProof(_) => "invalid_dpop_proof",
+            DpopReplay => "dpop_replay",
+            UseDpopNonce => "use_dpop_nonce",
+            DpopKeyMismatch => "dpop_key_mismatch",
+            WrongTokenScheme(_) => "wrong_token_scheme",
+            DpopRequired => "dpop_required",
+            CertificateMismatch => "certificate_mismatch",
+            InsufficientUserAuthentication { .. } => "insufficient_user_authentication",
         }
     }
 
@@ -170,7 +221,11 @@ impl AuthError {
         use AuthError::*;
         match self {
             MissingToken => "a bearer token is required",
-            InvalidRequest(why) | Malformed(why) | InvalidClaim(why) => why,
+            InvalidRequest(why)
+            | Malformed(why)
+            | InvalidClaim(why)
+            | InvalidDpopProof(why)
+            | WrongTokenScheme(why) => why,
             TokenTooLarge => "the token is larger than allowed",
             EncryptedToken => "encrypted tokens (JWE) are not accepted",
             UnsupportedAlgorithm => "the token's algorithm is not supported",
@@ -191,6 +246,16 @@ impl AuthError {
             MissingJti => "the token has no jti, so its revocation cannot be checked",
             TokenRevoked | FamilyRevoked | SubjectRevoked => "the token has been revoked",
             StoreUnavailable => "the revocation status cannot be checked right now",
+            DpopReplay => "the DPoP proof was already used",
+            UseDpopNonce => "a fresh DPoP nonce is required",
+            DpopKeyMismatch => "the DPoP proof key does not match the token's binding",
+            DpopRequired => "this route requires a DPoP-bound token and proof",
+            CertificateMismatch => {
+                "the token is bound to a client certificate this connection did not present"
+            }
+            InsufficientUserAuthentication { .. } => {
+                "a stronger or more recent authentication is required"
+            }
         }
     }
 }

@@ -25,6 +25,29 @@ pub fn canonical_name(name: &str) -> String {
         .collect()
 }
 
+/// Headers that carry a client's proof of possession or claim a client certificate. They are
+/// removed from every request before forwarding: the DPoP proof is for the gateway alone,
+/// and a certificate header would let a client claim a certificate it never presented
+/// (tokengate reads the certificate from its own TLS handshake, never from a header).
+pub const CREDENTIAL_HEADERS: [&str; 16] = [
+    "dpop",
+    "x-forwarded-client-cert",
+    "client-cert",
+    "client-cert-chain",
+    "x-client-cert",
+    "x-client-cert-chain",
+    "x-client-certificate",
+    "x-ssl-client-cert",
+    "ssl-client-cert",
+    "x-ssl-cert",
+    "x-arr-clientcert",
+    "x-client-verify",
+    "x-ssl-client-verify",
+    "x-client-dn",
+    "x-ssl-client-dn",
+    "x-ssl-client-s-dn",
+];
+
 /// Whether an incoming header must be removed before forwarding: its canonical name
 /// starts with the (canonical) `strip_prefix`, or equals one of the canonical names the
 /// gateway injects.

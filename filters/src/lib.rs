@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod claims;
+pub mod dpop;
 pub mod error;
 pub mod exchange;
 pub mod headers;
@@ -16,6 +17,7 @@ pub mod jws;
 pub mod revocation;
 pub mod route;
 pub mod sign;
+pub mod stepup;
 pub mod validate;
 
 pub use claims::VerifiedToken;
@@ -26,41 +28,73 @@ pub use jws::Algorithm;
 /// Raising it lets clients make the gateway base64-decode and JSON-parse larger inputs.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-/// Extracts the token from the value of an `Authorization` header.
+/// The `Authorization` schemes tokengate reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Bearer` (RFC 6750).
+    Bearer,
+    /// `DPoP` (RFC 9449 §7.1): a DPoP-bound token, with a proof in the `DPoP` header.
+    Dpop,
+}
+
+impl Scheme {
+    /// The scheme's name as written in challenges.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Bearer => "Bearer",
+            Scheme::Dpop => "DPoP",
+        }
+    }
+}
+
+/// Extracts the scheme and token from the value of an `Authorization` header.
 ///
-/// The scheme is matched case-insensitively (`Bearer`), separated from the token by
+/// The scheme (`Bearer` or `DPoP`) is matched case-insensitively, separated from the token by
 /// exactly one space; the token must be `token68` (RFC 7235) and at most `max_len` bytes.
 /// Returns `Ok(None)` when the header uses another scheme (the request then carries no
-/// bearer token, which RFC 6750 answers without an error code).
-pub fn extract_bearer(value: &[u8], max_len: usize) -> Result<Option<&str>, AuthError> {
-    const SCHEME: &[u8] = b"bearer";
-    let Some(space) = value.iter().position(|b| *b == b' ') else {
-        return if value.eq_ignore_ascii_case(SCHEME) {
-            Err(AuthError::InvalidRequest("the Bearer scheme needs a token"))
+/// token, which RFC 6750 answers without an error code).
+pub fn extract_token(value: &[u8], max_len: usize) -> Result<Option<(Scheme, &str)>, AuthError> {
+    let scheme_of = |s: &[u8]| {
+        if s.eq_ignore_ascii_case(b"bearer") {
+            Some(Scheme::Bearer)
+        } else if s.eq_ignore_ascii_case(b"dpop") {
+            Some(Scheme::Dpop)
         } else {
-            Ok(None)
+            None
+        }
+    };
+    let Some(space) = value.iter().position(|b| *b == b' ') else {
+        return match scheme_of(value) {
+            Some(_) => Err(AuthError::InvalidRequest("the scheme needs a token")),
+            None => Ok(None),
         };
     };
     let (scheme, rest) = value.split_at(space);
-    if !scheme.eq_ignore_ascii_case(SCHEME) {
+    let Some(scheme) = scheme_of(scheme) else {
         return Ok(None);
-    }
+    };
     let token = &rest[1..];
     if token.is_empty() {
-        return Err(AuthError::InvalidRequest("the Bearer scheme needs a token"));
+        return Err(AuthError::InvalidRequest("the scheme needs a token"));
     }
     if token.len() > max_len {
         return Err(AuthError::TokenTooLarge);
     }
     if !is_token68(token) {
         return Err(AuthError::InvalidRequest(
-            "the bearer token is not a well-formed token68 value",
+            "the token is not a well-formed token68 value",
         ));
     }
     // token68 is ASCII, so this cannot fail; map defensively rather than unwrap.
     std::str::from_utf8(token)
-        .map(Some)
-        .map_err(|_| AuthError::InvalidRequest("the bearer token is not ASCII"))
+        .map(|t| Some((scheme, t)))
+        .map_err(|_| AuthError::InvalidRequest("the token is not ASCII"))
+}
+
+/// [`extract_token`] for the `Bearer` scheme only: `Ok(None)` for any other scheme.
+pub fn extract_bearer(value: &[u8], max_len: usize) -> Result<Option<&str>, AuthError> {
+    Ok(extract_token(value, max_len)?
+        .and_then(|(scheme, token)| (scheme == Scheme::Bearer).then_some(token)))
 }
 
 /// RFC 7235 `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
@@ -117,6 +151,23 @@ mod tests {
         ));
         assert!(matches!(
             extract_bearer(b"Bearer ====", 100),
+            Err(AuthError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn dpop_scheme_is_recognised_case_insensitively() {
+        assert_eq!(
+            extract_token(b"DPoP a.b.c", 100).unwrap(),
+            Some((Scheme::Dpop, "a.b.c"))
+        );
+        assert_eq!(
+            extract_token(b"dpop a.b.c", 100).unwrap(),
+            Some((Scheme::Dpop, "a.b.c"))
+        );
+        assert_eq!(extract_bearer(b"DPoP a.b.c", 100).unwrap(), None);
+        assert!(matches!(
+            extract_token(b"DPoP", 100),
             Err(AuthError::InvalidRequest(_))
         ));
     }

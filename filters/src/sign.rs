@@ -225,14 +225,24 @@ impl SigningKey {
         if let Some(typ) = typ {
             header.insert("typ".into(), json!(typ));
         }
-        let header = serde_json::to_vec(&header)
-            .map_err(|_| SignError::new("could not encode the JWS header"))?;
         let payload = serde_json::to_vec(claims)
             .map_err(|_| SignError::new("could not encode the claims"))?;
+        self.sign_jws(&header, &payload)
+    }
+
+    /// Signs `payload` as a compact JWS with exactly the protected `header` given (which
+    /// should name this key's `alg`): for DPoP proofs (`jwk` header) and tests.
+    pub fn sign_jws(
+        &self,
+        header: &Map<String, Value>,
+        payload: &[u8],
+    ) -> Result<String, SignError> {
+        let header = serde_json::to_vec(header)
+            .map_err(|_| SignError::new("could not encode the JWS header"))?;
         let mut token = String::with_capacity((header.len() + payload.len()) * 4 / 3 + 700);
         URL_SAFE_NO_PAD.encode_string(&header, &mut token);
         token.push('.');
-        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
         let signature = self.sign_raw(token.as_bytes())?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&signature, &mut token);

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod bind;
 mod config;
 mod demo;
 mod metrics;

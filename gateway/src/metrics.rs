@@ -29,6 +29,8 @@ pub struct Metrics {
     pub exchange_duration: prometheus::Histogram,
     exchange_cache: IntCounterVec,
     pub revocation_duration: prometheus::Histogram,
+    pub dpop_replay_checks: IntCounterVec,
+    pub dpop_replay_duration: prometheus::Histogram,
     jwks_fetches: IntCounterVec,
     jwks_keys: IntGaugeVec,
     jwks_age: IntGaugeVec,
@@ -135,6 +137,13 @@ impl Metrics {
                 &["result"],
             ),
             revocation_duration: histogram(&r, "tokengate_revocation_check_duration_seconds", "Time of one revocation store check (one round trip)."),
+            dpop_replay_checks: counter_vec(
+                &r,
+                "tokengate_dpop_replay_checks_total",
+                "DPoP proof ids recorded in the replay cache by result (first_use, replay, error).",
+                &["result"],
+            ),
+            dpop_replay_duration: histogram(&r, "tokengate_dpop_replay_check_duration_seconds", "Time of one DPoP replay-cache write (one round trip)."),
             exchanges: counter_vec(
                 &r,
                 "tokengate_exchanges_total",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use filters::route::Matched;
-use filters::{AuthError, VerifiedToken};
+use filters::{AuthError, Scheme, VerifiedToken};
 use http::header::{AUTHORIZATION, CONNECTION, HOST};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -77,6 +77,10 @@ pub struct Ctx {
     pub(crate) upstream: Option<std::net::SocketAddr>,
     pub(crate) gateway_time: Option<Duration>,
     pub(crate) upstream_start: Option<Instant>,
+    /// Challenge with the `DPoP` scheme (the request used it, or the route requires it).
+    pub(crate) dpop_challenge: bool,
+    /// A fresh server nonce for the `DPoP-Nonce` response header.
+    pub(crate) dpop_nonce: Option<String>,
 }
 
 impl Gateway {
@@ -92,39 +96,48 @@ impl Gateway {
             Outcome::Denied
         };
         ctx.reason = Some(denial.reason());
-        respond::write(session, &ctx.request_id, &denial).await?;
+        let dpop = ctx.dpop_challenge || denial.is_dpop();
+        let algs = ctx.runtime.as_ref().map(|rt| rt.dpop.algs.as_str());
+        let extras = respond::Extras {
+            dpop_algs: if dpop { algs } else { None },
+            dpop_nonce: ctx.dpop_nonce.as_deref(),
+        };
+        respond::write_with(session, &ctx.request_id, &denial, extras).await?;
         Ok(true)
     }
 
     /// Authenticates and authorizes against the route. `Ok(None)`: anonymous.
+    ///
+    /// Order: token → signature and claims → binding (certificate, DPoP proof) → route
+    /// policy → step-up → revocation → DPoP replay. Each store call comes after every local
+    /// check, so an invalid token or proof causes no store traffic.
     async fn authenticate(
         &self,
         session: &Session,
+        ctx: &mut Ctx,
         rt: &Runtime,
         route: &Route,
     ) -> Result<Option<Arc<VerifiedToken>>, AuthError> {
-        let mut values = session.req_header().headers.get_all(AUTHORIZATION).iter();
-        let first = values.next();
-        if values.next().is_some() {
-            return Err(AuthError::InvalidRequest(
-                "more than one Authorization header",
-            ));
-        }
-        let token = match first {
-            Some(v) => filters::extract_bearer(v.as_bytes(), rt.max_token_bytes)?,
-            None => None,
-        };
-        let Some(token) = token else {
+        ctx.dpop_challenge = route.require_dpop;
+        let Some((scheme, token)) = presented_token(session, rt.max_token_bytes)? else {
             return match route.auth {
                 AuthMode::Optional => Ok(None),
                 _ => Err(AuthError::MissingToken),
             };
         };
+        ctx.dpop_challenge |= scheme == Scheme::Dpop;
         let verified = rt.validator.validate(token).await?;
+        let proof = self.check_binding(session, ctx, rt, route, (scheme, token), &verified)?;
         route.policy.check(&verified)?;
+        if let Some(step_up) = &route.step_up {
+            step_up.check(&verified, filters::validate::unix_now())?;
+        }
         if route.revocation {
             self.check_revocation(rt, &route.id, route.on_store_error, &verified)
                 .await?;
+        }
+        if let Some(proof) = &proof {
+            self.record_proof(rt, route, proof).await?;
         }
         Ok(Some(verified))
     }
@@ -203,16 +216,10 @@ impl Gateway {
         let Some(x) = route.exchange.as_ref() else {
             return Err(ExchangeError::Unavailable("route has no exchange"));
         };
-        let subject_token = session
-            .req_header()
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| {
-                filters::extract_bearer(v.as_bytes(), rt.max_token_bytes)
-                    .ok()
-                    .flatten()
-            })
-            .unwrap_or("");
+        let subject_token = presented_token(session, rt.max_token_bytes)
+            .ok()
+            .flatten()
+            .map_or("", |(_, token)| token);
         let req = ExchangeRequest {
             subject: t,
             subject_token,
@@ -291,6 +298,22 @@ impl Gateway {
     }
 }
 
+/// The token of the request's single `Authorization` header, with its scheme; `Ok(None)`
+/// when there is none (or it uses another scheme).
+fn presented_token(session: &Session, max: usize) -> Result<Option<(Scheme, &str)>, AuthError> {
+    let mut values = session.req_header().headers.get_all(AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(AuthError::InvalidRequest(
+            "more than one Authorization header",
+        ));
+    }
+    match first {
+        Some(v) => filters::extract_token(v.as_bytes(), max),
+        None => Ok(None),
+    }
+}
+
 fn request_host(req: &RequestHeader) -> &str {
     let raw = req
         .headers
@@ -337,6 +360,8 @@ impl ProxyHttp for Gateway {
             upstream: None,
             gateway_time: None,
             upstream_start: None,
+            dpop_challenge: false,
+            dpop_nonce: None,
         }
     }
 
@@ -381,7 +406,7 @@ impl ProxyHttp for Gateway {
             ctx.outcome = Outcome::Anonymous;
             return Ok(false);
         }
-        match self.authenticate(session, &rt, &route).await {
+        match self.authenticate(session, ctx, &rt, &route).await {
             Ok(Some(id)) if route.kind == RouteKind::Logout => {
                 ctx.outcome = Outcome::Allowed;
                 ctx.identity = Some(id.clone());
@@ -522,6 +547,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header(REQUEST_ID, ctx.request_id.as_str())?;
+        if let Some(nonce) = ctx.dpop_nonce.as_deref() {
+            resp.insert_header(crate::bind::DPOP_NONCE, nonce)?;
+        }
         Ok(())
     }
 

@@ -88,28 +88,66 @@ impl Denial {
         }
     }
 
-    /// The `WWW-Authenticate` challenge, for 400/401/403 auth refusals.
-    pub fn challenge(&self) -> Option<String> {
-        if let Denial::Exchange(e) = self {
-            let (code, description) = self.error_and_description();
-            return matches!(e.status(), 401 | 403)
-                .then(|| format!("Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{description}\""));
+    /// The `WWW-Authenticate` challenge, for 400/401/403 auth refusals: the `DPoP` scheme
+    /// with its `algs` parameter when `dpop_algs` is given (RFC 9449 §7.1), else `Bearer`.
+    pub fn challenge(&self, dpop_algs: Option<&str>) -> Option<String> {
+        let scheme = if dpop_algs.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        };
+        let mut c = format!("{scheme} realm=\"{REALM}\"");
+        match self {
+            Denial::Exchange(e) if matches!(e.status(), 401 | 403) => {
+                let (code, description) = self.error_and_description();
+                c.push_str(&format!(
+                    ", error=\"{code}\", error_description=\"{description}\""
+                ));
+            }
+            Denial::Auth(e) if matches!(e.status(), 400 | 401 | 403) => {
+                if let Some(code) = e.code().as_str() {
+                    c.push_str(&format!(
+                        ", error=\"{code}\", error_description=\"{}\"",
+                        e.description()
+                    ));
+                }
+                if let Some(scope) = e.required_scope() {
+                    c.push_str(&format!(", scope=\"{scope}\""));
+                }
+                if let AuthError::InsufficientUserAuthentication {
+                    acr_values,
+                    max_age,
+                } = e
+                {
+                    if !acr_values.is_empty() {
+                        c.push_str(&format!(", acr_values=\"{acr_values}\""));
+                    }
+                    if let Some(max_age) = max_age {
+                        c.push_str(&format!(", max_age={max_age}"));
+                    }
+                }
+            }
+            _ => return None,
         }
-        let Denial::Auth(e) = self else { return None };
-        if !matches!(e.status(), 400 | 401 | 403) {
-            return None;
-        }
-        let mut c = format!("Bearer realm=\"{REALM}\"");
-        if let Some(code) = e.code().as_str() {
-            c.push_str(&format!(
-                ", error=\"{code}\", error_description=\"{}\"",
-                e.description()
-            ));
-        }
-        if let Some(scope) = e.required_scope() {
-            c.push_str(&format!(", scope=\"{scope}\""));
+        if let Some(algs) = dpop_algs {
+            c.push_str(&format!(", algs=\"{algs}\""));
         }
         Some(c)
+    }
+
+    /// Whether this refusal is about a DPoP proof, so that it must be answered with the
+    /// `DPoP` scheme whatever the request used.
+    pub fn is_dpop(&self) -> bool {
+        matches!(
+            self,
+            Denial::Auth(
+                AuthError::InvalidDpopProof(_)
+                    | AuthError::DpopReplay
+                    | AuthError::UseDpopNonce
+                    | AuthError::DpopKeyMismatch
+                    | AuthError::DpopRequired
+            )
+        )
     }
 
     /// The JSON body.
@@ -119,16 +157,38 @@ impl Denial {
     }
 }
 
+/// What a refusal adds for DPoP clients.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Extras<'a> {
+    /// Challenge with the `DPoP` scheme, advertising these algorithms.
+    pub dpop_algs: Option<&'a str>,
+    /// A fresh server nonce (`DPoP-Nonce` header).
+    pub dpop_nonce: Option<&'a str>,
+}
+
 /// Writes a refusal as the complete response.
 pub async fn write(session: &mut Session, request_id: &str, d: &Denial) -> Result<()> {
+    write_with(session, request_id, d, Extras::default()).await
+}
+
+/// [`write`], with the DPoP challenge and nonce when given.
+pub async fn write_with(
+    session: &mut Session,
+    request_id: &str,
+    d: &Denial,
+    extras: Extras<'_>,
+) -> Result<()> {
     let body = d.body();
     let mut resp = ResponseHeader::build(d.status(), Some(6))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
     resp.insert_header(REQUEST_ID, request_id)?;
-    if let Some(c) = d.challenge() {
+    if let Some(c) = d.challenge(extras.dpop_algs) {
         resp.insert_header("www-authenticate", c)?;
+    }
+    if let Some(nonce) = extras.dpop_nonce {
+        resp.insert_header(crate::bind::DPOP_NONCE, nonce)?;
     }
     if matches!(d, Denial::Auth(e) if e.status() == 503) {
         resp.insert_header("retry-after", "5")?;
@@ -217,7 +277,7 @@ mod tests {
         let d = Denial::Auth(AuthError::InsufficientScope {
             required: "orders:read".into(),
         });
-        let c = d.challenge().unwrap();
+        let c = d.challenge(None).unwrap();
         assert!(
             c.starts_with("Bearer realm=\"tokengate\", error=\"insufficient_scope\""),
             "{c}"
@@ -228,17 +288,57 @@ mod tests {
     #[test]
     fn missing_token_challenge_has_no_error_code() {
         assert_eq!(
-            Denial::Auth(AuthError::MissingToken).challenge().unwrap(),
+            Denial::Auth(AuthError::MissingToken)
+                .challenge(None)
+                .unwrap(),
             "Bearer realm=\"tokengate\""
         );
     }
 
     #[test]
     fn unavailable_keys_get_no_challenge() {
-        assert_eq!(Denial::Auth(AuthError::KeysUnavailable).challenge(), None);
+        assert_eq!(
+            Denial::Auth(AuthError::KeysUnavailable).challenge(None),
+            None
+        );
         assert!(Denial::Auth(AuthError::KeysUnavailable)
             .body()
             .contains("temporarily_unavailable"));
+    }
+
+    #[test]
+    fn dpop_challenge_uses_the_dpop_scheme_and_lists_algorithms() {
+        let c = Denial::Auth(AuthError::InvalidDpopProof("the DPoP proof is too old"))
+            .challenge(Some("ES256 EdDSA"))
+            .unwrap();
+        assert_eq!(
+            c,
+            "DPoP realm=\"tokengate\", error=\"invalid_dpop_proof\", error_description=\"the DPoP proof is too old\", algs=\"ES256 EdDSA\""
+        );
+        let n = Denial::Auth(AuthError::UseDpopNonce)
+            .challenge(Some("ES256"))
+            .unwrap();
+        assert!(n.contains("error=\"use_dpop_nonce\""), "{n}");
+        assert!(Denial::Auth(AuthError::DpopReplay).is_dpop());
+        assert!(!Denial::Auth(AuthError::Expired).is_dpop());
+    }
+
+    #[test]
+    fn step_up_challenge_names_acr_values_and_max_age() {
+        let c = Denial::Auth(AuthError::InsufficientUserAuthentication {
+            acr_values: "urn:mfa urn:hwk".into(),
+            max_age: Some(300),
+        })
+        .challenge(None)
+        .unwrap();
+        assert!(
+            c.starts_with("Bearer realm=\"tokengate\", error=\"insufficient_user_authentication\""),
+            "{c}"
+        );
+        assert!(
+            c.ends_with(", acr_values=\"urn:mfa urn:hwk\", max_age=300"),
+            "{c}"
+        );
     }
 
     #[test]

@@ -102,6 +102,11 @@ pub struct Route {
     pub upstreams: Vec<SocketAddr>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Origin of DPoP `htu` (`scheme://host[:port]`, normalised); `None`: DPoP is refused.
+    pub public_origin: Option<String>,
+    pub require_dpop: bool,
+    pub use_dpop_nonce: bool,
+    pub step_up: Option<filters::stepup::StepUp>,
     next: AtomicUsize,
 }
 
@@ -137,6 +142,51 @@ pub struct Runtime {
     pub exchangers: Vec<(String, Arc<filters::exchange::ExchangeCache>)>,
     /// The STS endpoint, when `[sts]` is configured.
     pub sts: Option<crate::sts::Sts>,
+    pub dpop: Arc<Dpop>,
+}
+
+/// DPoP proof policy and server nonces.
+pub struct Dpop {
+    pub policy: filters::dpop::DpopPolicy,
+    /// The `algs` challenge parameter.
+    pub algs: String,
+    pub nonces: filters::dpop::NonceIssuer,
+    /// Whether `nonces` is keyed by the configured secret (else random, per process).
+    keyed: bool,
+    lifetime: Duration,
+}
+
+impl Dpop {
+    /// Builds it, keeping `previous`'s random nonce key when nothing about nonces changed,
+    /// so that a reload does not invalidate the nonces clients hold.
+    fn build(
+        s: &crate::config::DpopSettings,
+        previous: Option<&Arc<Dpop>>,
+    ) -> Result<Arc<Dpop>, BuildError> {
+        if let Some(p) = previous {
+            if s.nonce_secret.is_none()
+                && !p.keyed
+                && p.lifetime == s.nonce_lifetime
+                && p.policy == s.policy
+            {
+                return Ok(p.clone());
+            }
+        }
+        let nonces = match &s.nonce_secret {
+            Some(secret) => {
+                filters::dpop::NonceIssuer::new(secret.expose().as_bytes(), s.nonce_lifetime)
+            }
+            None => filters::dpop::NonceIssuer::random(s.nonce_lifetime)
+                .ok_or_else(|| BuildError("dpop: the system RNG failed".into()))?,
+        };
+        Ok(Arc::new(Dpop {
+            algs: s.policy.algs(),
+            policy: s.policy.clone(),
+            nonces,
+            keyed: s.nonce_secret.is_some(),
+            lifetime: s.nonce_lifetime,
+        }))
+    }
 }
 
 impl Runtime {
@@ -217,7 +267,11 @@ impl Runtime {
                 )),
             ));
         }
-        let mut strip_names: Vec<String> = IDENTITY_HEADERS.iter().map(|s| s.to_string()).collect();
+        let mut strip_names: Vec<String> = IDENTITY_HEADERS
+            .iter()
+            .chain(filters::headers::CREDENTIAL_HEADERS.iter())
+            .map(|s| s.to_string())
+            .collect();
         let mut routes = Vec::new();
         for r in &settings.routes {
             let mut inject = Vec::new();
@@ -264,6 +318,10 @@ impl Runtime {
                     upstreams: r.upstreams.clone(),
                     connect_timeout: r.connect_timeout,
                     read_timeout: r.read_timeout,
+                    public_origin: r.public_origin.clone(),
+                    require_dpop: r.require_dpop,
+                    use_dpop_nonce: r.use_dpop_nonce,
+                    step_up: r.step_up.clone(),
                     next: AtomicUsize::new(0),
                 }),
             ));
@@ -325,6 +383,7 @@ impl Runtime {
                     _ => None,
                 },
                 exchangers,
+                dpop: Dpop::build(&settings.dpop, previous.map(|p| &p.dpop))?,
             },
             Fresh {
                 caches: fresh,

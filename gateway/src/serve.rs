@@ -9,7 +9,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
-use crate::config::{LogSettings, Settings};
+use crate::config::{ClientCertMode, LogSettings, Settings, TlsSettings};
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Shared};
 use crate::reload::Supervisor;
@@ -61,6 +61,38 @@ fn whole_seconds(d: std::time::Duration) -> u64 {
 /// `SIGTERM`: the listeners stop accepting at once; requests in flight get
 /// `grace_period` to finish; then the runtimes are stopped, waiting at most
 /// `shutdown_timeout` for their tasks.
+/// The TLS listener's settings: Mozilla "intermediate" ciphers, HTTP/2 by ALPN, and client
+/// certificates asked for (and verified against `client_ca`) when configured. A client
+/// certificate that does not verify fails the handshake; with `client_cert = "optional"` a
+/// connection without one is accepted, and certificate-bound tokens are then refused.
+fn tls_settings(tls: &TlsSettings) -> Result<pingora::listeners::tls::TlsSettings, String> {
+    use pingora::tls::ssl::SslVerifyMode;
+    use pingora::tls::x509::X509Name;
+    let path = |p: &std::path::Path| {
+        p.to_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{}: not a UTF-8 path", p.display()))
+    };
+    let mut t =
+        pingora::listeners::tls::TlsSettings::intermediate(&path(&tls.cert)?, &path(&tls.key)?)
+            .map_err(|e| format!("tls: {e}"))?;
+    t.enable_h2();
+    if let Some(ca) = &tls.client_ca {
+        let mode = match tls.client_cert {
+            ClientCertMode::Required => SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+            ClientCertMode::Optional => SslVerifyMode::PEER,
+            ClientCertMode::None => SslVerifyMode::NONE,
+        };
+        t.set_ca_file(ca)
+            .map_err(|e| format!("tls.client_ca {}: {e}", ca.display()))?;
+        let names = X509Name::load_client_ca_file(ca)
+            .map_err(|e| format!("tls.client_ca {}: {e}", ca.display()))?;
+        t.set_client_ca_list(names);
+        t.set_verify(mode);
+    }
+    Ok(t)
+}
+
 pub fn run(settings: Settings, upgrade: bool) -> Result<(), String> {
     let (runtime, fresh) = Runtime::build(&settings, None).map_err(|e| e.to_string())?;
     let shared = Arc::new(Shared {
@@ -93,6 +125,9 @@ pub fn run(settings: Settings, upgrade: bool) -> Result<(), String> {
         "tokengate proxy",
     );
     proxy.add_tcp(&s.listen.to_string());
+    if let Some(tls) = &settings.tls {
+        proxy.add_tls_with_settings(&tls.listen.to_string(), None, tls_settings(tls)?);
+    }
     let supervisor = server.add_service(background_service(
         "supervisor",
         Supervisor::new(shared.clone(), settings.clone(), fresh),

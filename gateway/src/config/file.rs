@@ -24,6 +24,9 @@ pub struct File {
     pub redis: Option<Redis>,
     pub signer: Option<Signer>,
     pub sts: Option<Sts>,
+    pub tls: Option<Tls>,
+    #[serde(default)]
+    pub dpop: Dpop,
     #[serde(default, rename = "exchanger")]
     pub exchangers: Vec<Exchanger>,
     #[serde(default, rename = "issuer")]
@@ -49,6 +52,8 @@ pub struct Server {
     pub upgrade_sock: String,
     #[serde(default = "default_pid_file")]
     pub pid_file: String,
+    /// `scheme://host[:port]` clients use to reach the gateway: the origin of DPoP `htu`.
+    pub public_origin: Option<String>,
 }
 
 impl Default for Server {
@@ -62,6 +67,7 @@ impl Default for Server {
             max_token_size: default_max_token_size(),
             upgrade_sock: default_upgrade_sock(),
             pid_file: default_pid_file(),
+            public_origin: None,
         }
     }
 }
@@ -83,6 +89,85 @@ fn default_upgrade_sock() -> String {
 }
 fn default_pid_file() -> String {
     "/tmp/tokengate.pid".into()
+}
+
+/// `[tls]`: a second proxy listener speaking TLS, optionally asking for client certificates.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub listen: String,
+    /// PEM certificate chain (relative to the config file).
+    pub cert: String,
+    /// PEM private key (relative to the config file).
+    pub key: String,
+    /// PEM CA bundle client certificates must chain to.
+    pub client_ca: Option<String>,
+    #[serde(default = "default_client_cert")]
+    pub client_cert: ClientCertMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCertMode {
+    /// No client certificate is asked for.
+    None,
+    /// Asked for; a connection without one is accepted, one with an invalid one is not.
+    Optional,
+    /// Every connection must present a valid client certificate.
+    Required,
+}
+
+fn default_client_cert() -> ClientCertMode {
+    ClientCertMode::None
+}
+
+/// `[dpop]`: how DPoP proofs (RFC 9449) are checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dpop {
+    #[serde(default = "default_dpop_algorithms")]
+    pub algorithms: Vec<String>,
+    #[serde(default = "default_dpop_max_age")]
+    pub max_age: String,
+    #[serde(default = "default_dpop_leeway")]
+    pub leeway: String,
+    #[serde(default = "default_dpop_max_proof_size")]
+    pub max_proof_size: String,
+    /// `${ENV_NAME}`: key of the server nonces, shared by replicas.
+    pub nonce_secret: Option<String>,
+    #[serde(default = "default_dpop_nonce_lifetime")]
+    pub nonce_lifetime: String,
+}
+
+impl Default for Dpop {
+    fn default() -> Self {
+        Dpop {
+            algorithms: default_dpop_algorithms(),
+            max_age: default_dpop_max_age(),
+            leeway: default_dpop_leeway(),
+            max_proof_size: default_dpop_max_proof_size(),
+            nonce_secret: None,
+            nonce_lifetime: default_dpop_nonce_lifetime(),
+        }
+    }
+}
+
+fn default_dpop_algorithms() -> Vec<String> {
+    ["ES256", "ES384", "EdDSA", "PS256", "RS256"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_dpop_max_age() -> String {
+    "60s".into()
+}
+fn default_dpop_leeway() -> String {
+    "5s".into()
+}
+fn default_dpop_max_proof_size() -> String {
+    "4KiB".into()
+}
+fn default_dpop_nonce_lifetime() -> String {
+    "5m".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -518,6 +603,17 @@ pub struct Route {
     #[serde(default)]
     pub logout_family: bool,
     pub exchange: Option<RouteExchange>,
+    /// Overrides `server.public_origin` for this route's DPoP `htu`.
+    pub public_origin: Option<String>,
+    #[serde(default)]
+    pub require_dpop: bool,
+    #[serde(default)]
+    pub use_dpop_nonce: bool,
+    /// RFC 9470 step-up: accepted `acr` values.
+    #[serde(default)]
+    pub acr_values: Vec<String>,
+    /// RFC 9470 step-up: longest time since `auth_time`.
+    pub max_age: Option<String>,
 }
 
 fn default_kind() -> RouteKind {

@@ -1,6 +1,7 @@
 //! Configuration: the TOML file (`file`), its validation into the checked model
 //! (`Settings`, this module), and the error type that names file, line, key and reason.
 
+mod binding;
 mod exchange;
 mod file;
 mod issuer;
@@ -22,9 +23,11 @@ use filters::route::RouteMatch;
 use filters::validate::{IssuerPolicy, RoutePolicy, TokenCacheConfig};
 use filters::Algorithm;
 
-pub use file::{AuthMode, ForwardToken, OnStoreError, RouteKind};
+pub use binding::{DpopSettings, TlsSettings};
+pub use file::{AuthMode, ClientCertMode, ForwardToken, OnStoreError, RouteKind};
 use filters::exchange::{ClientAuth, RemoteStsConfig};
 use filters::revocation::KeyScheme;
+use filters::stepup::StepUp;
 use locate::Locator;
 use parse::{parse_duration, parse_size};
 
@@ -89,6 +92,8 @@ pub struct Settings {
     /// Bound of the exchanged-token cache.
     pub max_exchanged_tokens: u64,
     pub sts: Option<StsSettings>,
+    pub dpop: DpopSettings,
+    pub tls: Option<TlsSettings>,
 }
 
 /// `[sts]`, checked.
@@ -219,6 +224,12 @@ pub struct RouteSettings {
     pub inject: Vec<(String, String)>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Origin of DPoP `htu` (the route's `public_origin`, else the server's); `None`: DPoP
+    /// requests are refused on this route.
+    pub public_origin: Option<String>,
+    pub require_dpop: bool,
+    pub use_dpop_nonce: bool,
+    pub step_up: Option<StepUp>,
 }
 
 /// Header names the gateway always injects (and so always strips from requests).
@@ -347,11 +358,16 @@ impl Checker<'_> {
             "issuer",
         );
         let known: HashSet<&str> = f.issuers.iter().map(|i| i.id.as_str()).collect();
+        let server_origin = f
+            .server
+            .public_origin
+            .as_deref()
+            .and_then(|o| self.origin("server.public_origin".into(), o));
         let routes = f
             .routes
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| self.route(i, r, &known))
+            .filter_map(|(i, r)| self.route(i, r, &known, server_origin.as_deref()))
             .collect::<Vec<_>>();
         self.unique(f.routes.iter().map(|r| r.id.as_str()), "route", "id");
         if f.routes.is_empty() {
@@ -393,6 +409,8 @@ impl Checker<'_> {
             }
         }
         let revocation = self.revocation(&f.revocation, f.redis.as_ref());
+        let dpop = self.dpop(&f.dpop);
+        let tls = f.tls.as_ref().and_then(|t| self.tls(t));
         Settings {
             path: self.path.to_path_buf(),
             server,
@@ -407,6 +425,8 @@ impl Checker<'_> {
             exchangers,
             max_exchanged_tokens: f.cache.max_exchanged_tokens,
             sts,
+            dpop,
+            tls,
         }
     }
 

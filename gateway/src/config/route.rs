@@ -8,6 +8,7 @@ impl Checker<'_> {
         i: usize,
         r: &file::Route,
         known: &HashSet<&str>,
+        server_origin: Option<&str>,
     ) -> Option<RouteSettings> {
         let k = |name: &str| format!("route[{i}].{name}");
         let before = self.errors.len();
@@ -167,6 +168,7 @@ impl Checker<'_> {
                     "is not a valid header name (letters, digits, '-')",
                 );
             } else if IDENTITY_HEADERS.contains(&canon.as_str())
+                || filters::headers::CREDENTIAL_HEADERS.contains(&canon.as_str())
                 || [
                     "authorization",
                     "host",
@@ -190,6 +192,28 @@ impl Checker<'_> {
             }
             inject.push((h, claim.clone()));
         }
+        let public_origin = match r.public_origin.as_deref() {
+            Some(o) => self.origin(k("public_origin"), o),
+            None => server_origin.map(str::to_owned),
+        };
+        if r.require_dpop && public_origin.is_none() && r.public_origin.is_none() {
+            self.err(
+                k("require_dpop"),
+                "DPoP needs the public origin clients use: set public_origin here or in [server]",
+            );
+        }
+        if r.use_dpop_nonce && !r.require_dpop {
+            self.err(k("use_dpop_nonce"), "only applies with require_dpop = true");
+        }
+        if (r.require_dpop || !r.acr_values.is_empty() || r.max_age.is_some())
+            && r.auth == AuthMode::None
+        {
+            self.err(
+                k("auth"),
+                "auth = \"none\" cannot have require_dpop, acr_values or max_age",
+            );
+        }
+        let step_up = self.step_up(i, r);
         let connect_timeout = self
             .duration(k("connect_timeout"), &r.connect_timeout)
             .unwrap_or_default();
@@ -225,6 +249,10 @@ impl Checker<'_> {
             inject,
             connect_timeout,
             read_timeout,
+            public_origin,
+            require_dpop: r.require_dpop,
+            use_dpop_nonce: r.use_dpop_nonce,
+            step_up,
         })
     }
 }

@@ -324,3 +324,78 @@ fn logout_routes_have_no_upstream_and_only_post() {
         "only applies",
     );
 }
+
+#[test]
+fn dpop_and_step_up_settings_get_documented_defaults() {
+    let s = check(&format!(
+        "[server]\npublic_origin = \"HTTPS://API.Example.com:443\"\n{ISSUER}{ROUTE}require_dpop = true\nacr_values = [\"urn:mfa\"]\nmax_age = \"5m\"\n"
+    ))
+    .unwrap();
+    assert_eq!(s.dpop.policy, filters::dpop::DpopPolicy::default());
+    assert_eq!(s.dpop.nonce_lifetime, Duration::from_secs(300));
+    assert!(s.dpop.nonce_secret.is_none());
+    let r = &s.routes[0];
+    assert_eq!(r.public_origin.as_deref(), Some("https://api.example.com"));
+    assert!(r.require_dpop && !r.use_dpop_nonce);
+    assert_eq!(
+        r.step_up,
+        Some(StepUp::new(
+            vec!["urn:mfa".into()],
+            Some(Duration::from_secs(300))
+        ))
+    );
+    assert!(s.tls.is_none());
+}
+
+#[test]
+fn bad_dpop_and_step_up_settings_are_refused_with_their_keys() {
+    let cases = [
+        (
+            "[dpop]\nalgorithms = [\"HS256\"]\n",
+            "",
+            "dpop.algorithms[0]",
+            "asymmetric",
+        ),
+        ("[dpop]\nmax_age = \"1h\"\n", "", "dpop.max_age", "between"),
+        (
+            "[dpop]\nnonce_secret = \"literal\"\n",
+            "",
+            "dpop.nonce_secret",
+            "${ENV_NAME}",
+        ),
+        (
+            "[server]\npublic_origin = \"https://a.example/path\"\n",
+            "",
+            "server.public_origin",
+            "origin",
+        ),
+        (
+            "",
+            "public_origin = \"ftp://a.example\"\n",
+            "route[0].public_origin",
+            "origin",
+        ),
+        (
+            "",
+            "require_dpop = true\n",
+            "route[0].require_dpop",
+            "public origin",
+        ),
+        (
+            "",
+            "use_dpop_nonce = true\n",
+            "route[0].use_dpop_nonce",
+            "require_dpop",
+        ),
+        (
+            "",
+            "acr_values = [\"a \\\"b\"]\n",
+            "route[0].acr_values[0]",
+            "quotes",
+        ),
+        ("", "max_age = \"0s\"\n", "route[0].max_age", "more than 0s"),
+    ];
+    for (top, route, key, needle) in cases {
+        one_error(&format!("{top}{ISSUER}{ROUTE}{route}"), key, needle);
+    }
+}

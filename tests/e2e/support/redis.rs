@@ -1,5 +1,4 @@
-//! A `redis-server` of one test, on an ephemeral loopback port, and a raw RESP client to
-//! inspect it (`INFO commandstats`, `KEYS`).
+//! A `redis-server` per test, on an ephemeral loopback port (never a shared instance).
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -112,7 +111,7 @@ pub async fn cmd(addr: SocketAddr, line: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-/// The `[redis]` section for `r` (timeouts short enough for tests).
+/// `[redis]` section pointing at `r`, with short timeouts.
 pub fn redis_section(r: &Redis) -> String {
     format!(
         "\n[redis]\nurls = [\"{}\"]\ntimeout = \"200ms\"\nconnect_timeout = \"500ms\"\n",
