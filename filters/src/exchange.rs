@@ -31,7 +31,8 @@ use crate::claims::VerifiedToken;
 pub use cache::{ExchangeCache, ExchangeCacheStats, DEFAULT_EXCHANGE_CACHE_ENTRIES};
 pub use local::{LocalSigner, RESERVED_CLAIMS, SUBJECT_TOKEN_JTI_CLAIM};
 pub use remote::{
-    ClientAuth, RemoteSts, RemoteStsConfig, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_STS_TIMEOUT,
+    ClientAuth, RemoteSts, RemoteStsConfig, DEFAULT_MAX_CONCURRENT_EXCHANGES,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_STS_TIMEOUT,
 };
 
 /// `typ` header of every token the gateway mints (RFC 9068 JWT access token).

@@ -7,6 +7,7 @@
 mod answer;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
+use tokio::sync::Semaphore;
 
 use super::{
     audit, narrow_scopes, ExchangeConfigError, ExchangeError, ExchangeRequest, Exchanger,
@@ -32,6 +34,12 @@ pub const DEFAULT_STS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default cap on the STS answer (64 KiB), checked before buffering. Token responses are
 /// a few KiB; raising it lets a misbehaving STS make the gateway buffer more per request.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Default cap on exchanges in flight to one STS at once (64). Requests beyond it wait for
+/// a slot within the same [`RemoteStsConfig::timeout`] (then 503), so a flood of distinct
+/// subjects cannot open unbounded connections to the STS. Raising it lets one gateway put
+/// more load on a struggling STS; lowering it queues requests sooner.
+pub const DEFAULT_MAX_CONCURRENT_EXCHANGES: usize = 64;
 
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -68,11 +76,13 @@ pub struct RemoteStsConfig {
     pub allow_insecure_http: bool,
     /// Cap on the answer's size (default [`DEFAULT_MAX_RESPONSE_BYTES`]).
     pub max_response_bytes: usize,
+    /// Most exchanges in flight at once (default [`DEFAULT_MAX_CONCURRENT_EXCHANGES`]).
+    pub max_concurrent: usize,
 }
 
 impl RemoteStsConfig {
     /// A configuration with the defaults: Basic auth, 2 s timeout, https only (loopback
-    /// excepted), 64 KiB answers.
+    /// excepted), 64 KiB answers, 64 exchanges in flight.
     pub fn new(
         token_endpoint: impl Into<String>,
         client_id: impl Into<String>,
@@ -86,6 +96,7 @@ impl RemoteStsConfig {
             timeout: DEFAULT_STS_TIMEOUT,
             allow_insecure_http: false,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_concurrent: DEFAULT_MAX_CONCURRENT_EXCHANGES,
         }
     }
 }
@@ -110,6 +121,11 @@ impl RemoteStsConfig {
                 "the STS answer cap is zero",
             ));
         }
+        if self.max_concurrent == 0 || self.max_concurrent > Semaphore::MAX_PERMITS {
+            return Err(ExchangeConfigError::InvalidSetting(
+                "the STS concurrency cap is zero or too large",
+            ));
+        }
         Ok(endpoint)
     }
 }
@@ -124,6 +140,7 @@ impl fmt::Debug for RemoteStsConfig {
             .field("timeout", &self.timeout)
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_concurrent", &self.max_concurrent)
             .finish()
     }
 }
@@ -153,6 +170,8 @@ pub struct RemoteSts {
     basic: Option<HeaderValue>,
     timeout: Duration,
     max_response_bytes: usize,
+    /// One permit per exchange in flight ([`RemoteStsConfig::max_concurrent`]).
+    in_flight: Arc<Semaphore>,
 }
 
 impl fmt::Debug for RemoteSts {
@@ -204,6 +223,7 @@ impl RemoteSts {
             basic,
             timeout: config.timeout,
             max_response_bytes: config.max_response_bytes,
+            in_flight: Arc::new(Semaphore::new(config.max_concurrent)),
         })
     }
 
@@ -283,8 +303,17 @@ impl Exchanger for RemoteSts {
         }
         let scope = narrow_scopes(&req.subject.scopes, req.allowed_scopes);
         let body = self.form(req, &scope);
-        // reqwest's timeout covers the body too; this one also bounds anything it does not.
-        let (status, bytes) = tokio::time::timeout(self.timeout, self.post(body))
+        // reqwest's timeout covers the body too; this one also bounds anything it does not,
+        // and the wait for a slot when `max_concurrent` exchanges are in flight.
+        let call = async {
+            let _slot = self
+                .in_flight
+                .acquire()
+                .await
+                .map_err(|_| ExchangeError::Unavailable("the STS client is closed"))?;
+            self.post(body).await
+        };
+        let (status, bytes) = tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| ExchangeError::Timeout)??;
         if status != StatusCode::OK {

@@ -317,6 +317,90 @@ async fn slow_sts_times_out() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+/// Runs one exchange per ask concurrently (one task each); results in order.
+async fn exchange_all(
+    client: &Arc<RemoteSts>,
+    asks: Vec<Ask>,
+) -> Vec<Result<IssuedToken, ExchangeError>> {
+    let tasks: Vec<_> = asks
+        .into_iter()
+        .map(|ask| {
+            let client = Arc::clone(client);
+            tokio::spawn(async move { client.exchange(&ask.req()).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+fn asks(n: usize) -> Vec<Ask> {
+    (0..n)
+        .map(|i| {
+            let mut ask = Ask::new(alice());
+            ask.audience = format!("api-{i}");
+            ask
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn exchanges_in_flight_are_capped_and_the_rest_wait_within_the_timeout() {
+    let sts = Sts::start(Reply::Slow(Duration::from_millis(300), good_answer(60))).await;
+    let mut config = RemoteStsConfig::new(sts.url(), "gw", "secret");
+    config.max_concurrent = 2;
+    config.timeout = Duration::from_millis(1500);
+    let client = Arc::new(RemoteSts::new(config).unwrap());
+    // Exactly at the cap: two at once finish in one round of 300 ms.
+    let started = Instant::now();
+    let results = exchange_all(&client, asks(2)).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(550),
+        "{:?}",
+        started.elapsed()
+    );
+    // One over: the third waits for a slot, so two rounds.
+    let started = Instant::now();
+    let results = exchange_all(&client, asks(3)).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(580),
+        "three slow exchanges took {:?}: more than two ran at once",
+        started.elapsed()
+    );
+    assert_eq!(sts.seen().len(), 5);
+    // A queue longer than the timeout allows: the waiters time out before reaching the STS.
+    let mut config = RemoteStsConfig::new(sts.url(), "gw", "secret");
+    config.max_concurrent = 1;
+    config.timeout = Duration::from_millis(450);
+    let narrow = Arc::new(RemoteSts::new(config).unwrap());
+    let results = exchange_all(&narrow, asks(8)).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let timeouts = results
+        .iter()
+        .filter(|r| matches!(r, Err(ExchangeError::Timeout)))
+        .count();
+    assert_eq!((ok, timeouts), (1, 7), "{results:?}");
+    assert!(
+        sts.seen().len() <= 5 + 2,
+        "queued exchanges reached the STS"
+    );
+}
+
+#[test]
+fn zero_concurrency_cap_is_refused() {
+    let mut config = RemoteStsConfig::new("http://127.0.0.1:1/token", "gw", "secret");
+    assert_eq!(config.max_concurrent, DEFAULT_MAX_CONCURRENT_EXCHANGES);
+    config.max_concurrent = 0;
+    assert!(matches!(
+        RemoteSts::new(config),
+        Err(ExchangeConfigError::InvalidSetting(_))
+    ));
+}
+
 #[tokio::test]
 async fn unreachable_sts_is_unavailable() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
