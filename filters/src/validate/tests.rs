@@ -435,6 +435,43 @@ async fn disabled_cache_verifies_every_time() {
     let _ = std::fs::remove_file(path);
 }
 
+#[tokio::test]
+async fn token_cache_holds_at_most_max_entries() {
+    let key = SigningKey::generate(Algorithm::ES256, "k1").unwrap();
+    let (issuer, path) = issuer_with(policy("corp", ISS), &[&key]).await;
+    let v = Validator::new(
+        vec![issuer],
+        TokenCacheConfig {
+            max_entries: 3,
+            ..Default::default()
+        },
+        8192,
+    );
+    let token = |i: usize| {
+        key.sign_jwt(
+            Some("at+jwt"),
+            &with(claims(), "jti", json!(format!("j{i}"))),
+        )
+        .unwrap()
+    };
+    // Exactly at the limit: every token is kept, and the next look-ups are hits.
+    let first: Vec<String> = (0..3).map(token).collect();
+    for t in &first {
+        v.validate(t).await.unwrap();
+    }
+    assert_eq!(v.cached_tokens(), 3);
+    for t in &first {
+        v.validate(t).await.unwrap();
+    }
+    assert_eq!(v.cache_stats(), (3, 3));
+    // Far beyond it: still valid, never more than three held.
+    for i in 3..200 {
+        v.validate(&token(i)).await.unwrap();
+        assert!(v.cached_tokens() <= 3, "after {i} tokens");
+    }
+    let _ = std::fs::remove_file(path);
+}
+
 fn verified(c: Value) -> VerifiedToken {
     let claims = c.as_object().unwrap().clone();
     VerifiedToken {
