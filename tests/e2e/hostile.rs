@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::exchange::{bearer_of, exchange_route, signer_section, SIGNER_ISS};
 use crate::headers::INJECTING_ROUTE;
 use crate::support::http::{get, get_bearer, raw};
-use crate::support::keys::{b64, forge, fresh, now};
+use crate::support::keys::{b64, forge, fresh, now, signed_text};
 use crate::support::redis::{redis_section, Redis};
 use crate::support::upstream::Seen;
 use crate::support::{
@@ -181,14 +181,6 @@ fn raw_case(name: impl Into<String>, headers: &[(&str, &str)], expect: Expect) -
         ),
         expect,
     }
-}
-
-/// A compact JWS with exactly these header and payload bytes, signed by `key` (whatever
-/// `alg` the header claims).
-fn signed_text(key: &SigningKey, header: &str, payload: &[u8]) -> String {
-    let input = format!("{}.{}", b64(header.as_bytes()), b64(payload));
-    let sig = key.sign_raw(input.as_bytes()).expect("sign");
-    format!("{input}.{}", b64(&sig))
 }
 
 /// [`signed_text`] with a JSON header and JSON claims.

@@ -14,6 +14,7 @@ mod headers;
 mod hostile;
 mod jwks;
 mod lifecycle;
+mod limits;
 mod mtls;
 mod observability;
 mod operations;

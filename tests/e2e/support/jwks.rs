@@ -74,8 +74,12 @@ impl JwksServer {
 
     /// Serves the public halves of `keys` from now on (rotation).
     pub fn serve(&self, keys: &[&SigningKey]) {
-        let doc = filters::sign::jwks_document(keys.iter().copied()).to_string();
-        *self.shared.document.lock().expect("JWKS document lock") = doc;
+        self.serve_document(filters::sign::jwks_document(keys.iter().copied()).to_string());
+    }
+
+    /// Serves `document` verbatim from now on (for documents no key set produces).
+    pub fn serve_document(&self, document: String) {
+        *self.shared.document.lock().expect("JWKS document lock") = document;
     }
 
     /// While `down`, every request is answered 503 (and still counted).

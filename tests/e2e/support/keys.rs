@@ -115,6 +115,46 @@ pub fn forge(header: &Value, claims: &Value, signature: &[u8]) -> String {
     )
 }
 
+/// A compact JWS with exactly these header and payload bytes, signed by `key` (whatever
+/// `alg` the header claims).
+pub fn signed_text(key: &SigningKey, header: &str, payload: &[u8]) -> String {
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(payload));
+    let sig = key.sign_raw(input.as_bytes()).expect("sign");
+    format!("{input}.{}", b64(&sig))
+}
+
+/// A valid token of `key` (default [`claims`]) exactly `len` bytes long, padded with a
+/// `pad` claim and, when base64 cannot hit the length, an unknown header member.
+pub fn token_of_len(key: &SigningKey, len: usize) -> String {
+    for filler in 0..4 {
+        let header = json!({"alg": key.alg().name(), "kid": key.kid(), "typ": "at+jwt", "x": "x".repeat(filler)})
+            .to_string();
+        let signature = b64(&key.sign_raw(b"length probe").expect("sign")).len();
+        let header_len = b64(header.as_bytes()).len();
+        let Some(payload_len) = len.checked_sub(header_len + signature + 2) else {
+            continue;
+        };
+        // base64url of n bytes is 4n/3 rounded up: lengths 4k+1 cannot occur.
+        let bytes = match payload_len % 4 {
+            0 => payload_len / 4 * 3,
+            2 => payload_len / 4 * 3 + 1,
+            3 => payload_len / 4 * 3 + 2,
+            _ => continue,
+        };
+        let mut c = with(claims(), json!({"pad": ""}));
+        let bare = c.to_string().len();
+        let Some(pad) = bytes.checked_sub(bare) else {
+            continue;
+        };
+        c["pad"] = json!("p".repeat(pad));
+        let token = signed_text(key, &header, c.to_string().as_bytes());
+        if token.len() == len {
+            return token;
+        }
+    }
+    panic!("no token of exactly {len} bytes")
+}
+
 /// The signature segment of a compact JWS.
 pub fn signature_of(token: &str) -> &str {
     token.rsplit('.').next().unwrap_or(token)
