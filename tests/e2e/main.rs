@@ -20,3 +20,4 @@ mod observability;
 mod operations;
 mod revocation;
 mod routing;
+mod soak;
