@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target of filters/fuzz for a bounded time each, one after the other.
 #
-#   filters/fuzz/run.sh [SECONDS] [TARGET...]     (default: 60 s; jws jwks config)
+#   filters/fuzz/run.sh [SECONDS] [TARGET...]     (default: 60 s; jws jwks dpop config)
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). Stable Rust works: targets are built with
 # `-s none` (no sanitizer, which would need nightly); libFuzzer still instruments coverage
@@ -18,7 +18,7 @@ set -euo pipefail
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(jws jwks config)
+[ ${#targets[@]} -gt 0 ] || targets=(jws jwks dpop config)
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"

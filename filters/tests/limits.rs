@@ -134,3 +134,45 @@ fn jwks_key_count_limit_is_exact() {
     );
     assert_eq!(JwksLimits::default().max_keys, 64);
 }
+
+#[test]
+fn dpop_proof_size_limit_is_exact() {
+    use filters::dpop::{
+        normalize_htu, sign_proof, verify_proof, DpopPolicy, ProofClaims, ProofContext,
+    };
+    let key = SigningKey::generate(Algorithm::ES256, "client").expect("key");
+    let now = filters::validate::unix_now();
+    let uri = "https://api.test/orders";
+    let proof = sign_proof(
+        &key,
+        &ProofClaims {
+            method: "GET",
+            uri,
+            access_token: "at",
+            iat: now,
+            jti: "proof-1",
+            nonce: None,
+        },
+    )
+    .expect("proof");
+    let htu = normalize_htu(uri).expect("htu");
+    let ctx = ProofContext {
+        method: "GET",
+        htu: &htu,
+        access_token: "at",
+        now,
+    };
+    let at = DpopPolicy {
+        max_proof_bytes: proof.len(),
+        ..DpopPolicy::default()
+    };
+    assert!(verify_proof(&proof, &at, &ctx).is_ok());
+    let under = DpopPolicy {
+        max_proof_bytes: proof.len() - 1,
+        ..DpopPolicy::default()
+    };
+    assert!(verify_proof(&proof, &under, &ctx)
+        .unwrap_err()
+        .description()
+        .contains("larger"));
+}

@@ -1,5 +1,6 @@
 //! The configuration loader (`gateway/src/config`, compiled in here by path: it uses only
-//! `filters`, serde, toml and humantime, so the gateway binary needs no library target).
+//! `filters`, serde, toml, humantime, tracing-subscriber's filter syntax and Pingora's
+//! OpenSSL re-export, so the gateway binary needs no library target).
 //!
 //! Run it without a network (`run.sh` uses `unshare -n`): the loader resolves host names.
 #![no_main]
