@@ -111,7 +111,11 @@ async fn a_bound_token_with_a_valid_proof_reaches_the_upstream_without_the_proof
         assert_eq!(seen.header("x-auth-subject"), Some("user-1"));
         assert_eq!(seen.header("dpop"), None, "the proof is never forwarded");
         assert!(!seen.mentions(&p));
+        // The embedded store (no [redis]) refuses the same proof a second time.
+        let r = send(&env.gw, "/orders/7", &token, &[&p]).await;
+        assert_dpop_denied(&r, "invalid_dpop_proof", "replay on one node");
     }
+    assert_eq!(env.upstream.count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
