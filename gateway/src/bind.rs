@@ -49,9 +49,7 @@ impl Gateway {
                     "the token is not DPoP-bound: send it with the Bearer scheme",
                 ))
             }
-            (Scheme::Dpop, Some(jkt)) => {
-                Some(self.check_proof(session, ctx, rt, route, token, jkt)?)
-            }
+            (Scheme::Dpop, Some(jkt)) => Some(self.check_proof(session, rt, route, token, jkt)?),
         };
         Ok(proof)
     }
@@ -62,7 +60,6 @@ impl Gateway {
     fn check_proof(
         &self,
         session: &Session,
-        ctx: &mut Ctx,
         rt: &Runtime,
         route: &Route,
         token: &str,
@@ -102,8 +99,6 @@ impl Gateway {
             return Err(AuthError::DpopKeyMismatch);
         }
         if route.use_dpop_nonce {
-            // A fresh nonce goes on every answer of this route, refusal or not.
-            ctx.dpop_nonce = Some(rt.dpop.nonces.issue(now));
             let fresh = verified
                 .nonce
                 .as_deref()

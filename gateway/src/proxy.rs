@@ -119,6 +119,10 @@ impl Gateway {
         route: &Route,
     ) -> Result<Option<Arc<VerifiedToken>>, AuthError> {
         ctx.dpop_challenge = route.require_dpop;
+        if route.use_dpop_nonce {
+            // A fresh nonce goes on every answer of this route, refusal or not.
+            ctx.dpop_nonce = Some(rt.dpop.nonces.issue(filters::validate::unix_now()));
+        }
         let Some((scheme, token)) = presented_token(session, rt.max_token_bytes)? else {
             return match route.auth {
                 AuthMode::Optional => Ok(None),
