@@ -369,6 +369,17 @@ async fn server_nonces_are_required_and_work_across_replicas() {
         .to_string();
     assert_eq!(upstream.count(), 0);
 
+    // Every answer of a nonce route carries a fresh nonce, a refused bearer request too.
+    let plain = sign(issuer, &claims());
+    let r = request(
+        "GET",
+        &a.url("/orders"),
+        &[("authorization", &format!("Bearer {plain}"))],
+    )
+    .await;
+    assert_dpop_denied(&r, "invalid_token", "bearer on a nonce route");
+    assert!(r.header("dpop-nonce").is_some_and(|n| n.len() == 32));
+
     let r = send(
         &a,
         "/orders",
