@@ -33,6 +33,10 @@ pub const DEFAULT_MAX_PROOF_BYTES: usize = 4 * 1024;
 /// Longest proof `jti` accepted (256 bytes); it is hashed into the replay key anyway.
 pub const MAX_JTI_BYTES: usize = 256;
 
+/// Clock difference between replicas the replay cache allows for (2 s): a proof id outlives
+/// the time any replica would still accept the proof by this much.
+pub const REPLICA_CLOCK_SKEW: Duration = Duration::from_secs(2);
+
 /// Deepest JSON nesting accepted in a proof payload (the object itself counts as 1).
 const MAX_PROOF_DEPTH: usize = 4;
 
@@ -76,9 +80,11 @@ impl DpopPolicy {
     }
 
     /// How long a proof id must be remembered to refuse every replay of it: a proof is
-    /// accepted for `max_age + leeway` after its `iat`, and its `iat` may lie `leeway` ahead.
+    /// accepted until `max_age + leeway` after its `iat` (in whole seconds, so up to one
+    /// second more), its `iat` may lie `leeway` ahead, and replicas' clocks may differ by
+    /// up to [`REPLICA_CLOCK_SKEW`].
     pub fn replay_ttl(&self) -> Duration {
-        self.max_age + self.leeway * 2
+        self.max_age + self.leeway * 2 + Duration::from_secs(1) + REPLICA_CLOCK_SKEW
     }
 }
 
@@ -294,14 +300,21 @@ pub struct Binding<'a> {
 }
 
 impl<'a> Binding<'a> {
-    /// Reads `cnf` from verified claims. A `cnf` that is not an object, or a `jkt` /
-    /// `x5t#S256` that is not a string, makes the token invalid (it cannot be honoured).
+    /// Reads `cnf` from verified claims. A `cnf` that is not an object, an empty one, one
+    /// with any other confirmation method (`jwk`, `kid`, `jku`, …: the token is bound in a
+    /// way tokengate cannot check, so it must not pass as a bearer token), or a `jkt` /
+    /// `x5t#S256` that is not a non-empty string makes the token invalid.
     pub fn of(claims: &'a Map<String, Value>) -> Result<Self, AuthError> {
         let cnf = match claims.get("cnf") {
             None => return Ok(Binding::default()),
             Some(Value::Object(cnf)) => cnf,
             Some(_) => return Err(AuthError::InvalidClaim("cnf must be an object")),
         };
+        if cnf.is_empty() || cnf.keys().any(|k| k != "jkt" && k != "x5t#S256") {
+            return Err(AuthError::InvalidClaim(
+                "cnf holds a confirmation method tokengate cannot check",
+            ));
+        }
         let member = |name: &str, bad: &'static str| match cnf.get(name) {
             None => Ok(None),
             Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.as_str())),

@@ -29,7 +29,7 @@ pub fn canonical_name(name: &str) -> String {
 /// removed from every request before forwarding: the DPoP proof is for the gateway alone,
 /// and a certificate header would let a client claim a certificate it never presented
 /// (tokengate reads the certificate from its own TLS handshake, never from a header).
-pub const CREDENTIAL_HEADERS: [&str; 16] = [
+pub const CREDENTIAL_HEADERS: [&str; 28] = [
     "dpop",
     "x-forwarded-client-cert",
     "client-cert",
@@ -46,6 +46,18 @@ pub const CREDENTIAL_HEADERS: [&str; 16] = [
     "x-client-dn",
     "x-ssl-client-dn",
     "x-ssl-client-s-dn",
+    "x-ssl-client-fingerprint",
+    "x-ssl-client-sha1",
+    "x-client-cert-fingerprint",
+    "x-forwarded-tls-client-cert",
+    "x-forwarded-tls-client-cert-info",
+    "x-amzn-mtls-clientcert",
+    "x-amzn-mtls-clientcert-leaf",
+    "x-amzn-mtls-clientcert-issuer",
+    "x-amzn-mtls-clientcert-subject",
+    "x-amzn-mtls-clientcert-serial-number",
+    "x-amzn-mtls-clientcert-validity",
+    "cf-client-cert-sha256",
 ];
 
 /// Whether an incoming header must be removed before forwarding: its canonical name

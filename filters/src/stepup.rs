@@ -37,9 +37,9 @@ impl StepUp {
     }
 
     /// Checks the token's `acr` and `auth_time` at `now` (Unix seconds). A missing or
-    /// non-string `acr`, or a missing or non-numeric `auth_time`, fails the check rather than
-    /// the token: the client is told to re-authenticate.
-    pub fn check(&self, t: &VerifiedToken, now: i64) -> Result<(), AuthError> {
+    /// non-string `acr`, or a missing, non-numeric or future (beyond `leeway`) `auth_time`,
+    /// fails the check rather than the token: the client is told to re-authenticate.
+    pub fn check(&self, t: &VerifiedToken, now: i64, leeway: Duration) -> Result<(), AuthError> {
         let fail = || AuthError::InsufficientUserAuthentication {
             acr_values: self.advertised.clone(),
             max_age: self.max_age.map(|d| d.as_secs()),
@@ -60,8 +60,9 @@ impl StepUp {
                 _ => None,
             };
             let max = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+            let ahead = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
             match auth_time {
-                Some(at) if now.saturating_sub(at) <= max => {}
+                Some(at) if now.saturating_sub(at) <= max && at <= now.saturating_add(ahead) => {}
                 _ => return Err(fail()),
             }
         }
@@ -76,6 +77,12 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_800_000_000;
+
+    impl StepUp {
+        fn check_at(&self, t: &VerifiedToken, now: i64) -> Result<(), AuthError> {
+            self.check(t, now, Duration::from_secs(30))
+        }
+    }
 
     fn token(claims: Value) -> VerifiedToken {
         VerifiedToken {
@@ -94,14 +101,14 @@ mod tests {
     #[test]
     fn acr_must_be_one_of_the_route_values() {
         let s = StepUp::new(vec!["urn:mfa".into(), "urn:hwk".into()], None);
-        assert!(s.check(&token(json!({"acr": "urn:mfa"})), NOW).is_ok());
-        assert!(s.check(&token(json!({"acr": "urn:hwk"})), NOW).is_ok());
+        assert!(s.check_at(&token(json!({"acr": "urn:mfa"})), NOW).is_ok());
+        assert!(s.check_at(&token(json!({"acr": "urn:hwk"})), NOW).is_ok());
         for bad in [
             json!({"acr": "urn:pwd"}),
             json!({}),
             json!({"acr": ["urn:mfa"]}),
         ] {
-            match s.check(&token(bad.clone()), NOW) {
+            match s.check_at(&token(bad.clone()), NOW) {
                 Err(AuthError::InsufficientUserAuthentication {
                     acr_values,
                     max_age,
@@ -118,14 +125,18 @@ mod tests {
     fn auth_time_must_be_within_max_age() {
         let s = StepUp::new(vec![], Some(Duration::from_secs(300)));
         assert!(s
-            .check(&token(json!({"auth_time": NOW - 300})), NOW)
+            .check_at(&token(json!({"auth_time": NOW - 300})), NOW)
+            .is_ok());
+        assert!(s
+            .check_at(&token(json!({"auth_time": NOW + 30})), NOW)
             .is_ok());
         for bad in [
             json!({"auth_time": NOW - 301}),
+            json!({"auth_time": NOW + 31}),
             json!({}),
             json!({"auth_time": "1800000000"}),
         ] {
-            match s.check(&token(bad.clone()), NOW) {
+            match s.check_at(&token(bad.clone()), NOW) {
                 Err(AuthError::InsufficientUserAuthentication { max_age, .. }) => {
                     assert_eq!(max_age, Some(300));
                 }
@@ -138,6 +149,6 @@ mod tests {
     fn an_empty_requirement_accepts_everything() {
         let s = StepUp::new(vec![], None);
         assert!(s.is_empty());
-        assert!(s.check(&token(json!({})), NOW).is_ok());
+        assert!(s.check_at(&token(json!({})), NOW).is_ok());
     }
 }

@@ -7,7 +7,6 @@ use filters::dpop::{self, Binding, ProofContext, VerifiedProof};
 use filters::{AuthError, Scheme, VerifiedToken};
 use pingora::proxy::Session;
 
-use crate::config::OnStoreError;
 use crate::proxy::{Ctx, Gateway};
 use crate::runtime::{Route, Runtime};
 
@@ -49,9 +48,7 @@ impl Gateway {
                     "the token is not DPoP-bound: send it with the Bearer scheme",
                 ))
             }
-            (Scheme::Dpop, Some(jkt)) => {
-                Some(self.check_proof(session, ctx, rt, route, token, jkt)?)
-            }
+            (Scheme::Dpop, Some(jkt)) => Some(self.check_proof(session, rt, route, token, jkt)?),
         };
         Ok(proof)
     }
@@ -62,7 +59,6 @@ impl Gateway {
     fn check_proof(
         &self,
         session: &Session,
-        ctx: &mut Ctx,
         rt: &Runtime,
         route: &Route,
         token: &str,
@@ -102,8 +98,6 @@ impl Gateway {
             return Err(AuthError::DpopKeyMismatch);
         }
         if route.use_dpop_nonce {
-            // A fresh nonce goes on every answer of this route, refusal or not.
-            ctx.dpop_nonce = Some(rt.dpop.nonces.issue(now));
             let fresh = verified
                 .nonce
                 .as_deref()
@@ -116,7 +110,8 @@ impl Gateway {
     }
 
     /// Records the proof's id in the shared store: a second use, on any replica sharing the
-    /// store, is refused. Store failures follow the route's `on_store_error`.
+    /// store, is refused. A store failure always refuses (503): `on_store_error = "allow"`
+    /// trades revocation freshness for availability, but never lets a proof be replayed.
     pub(crate) async fn record_proof(
         &self,
         rt: &Runtime,
@@ -147,13 +142,10 @@ impl Gateway {
         match result {
             Ok(true) => Ok(()),
             Ok(false) => Err(AuthError::DpopReplay),
-            Err(e) => match route.on_store_error {
-                OnStoreError::Deny => Err(AuthError::StoreUnavailable),
-                OnStoreError::Allow => {
-                    tracing::warn!(route = &*route.id, error = %e, "DPoP replay cache unavailable; allowed by on_store_error = \"allow\"");
-                    Ok(())
-                }
-            },
+            Err(e) => {
+                tracing::warn!(route = &*route.id, error = %e, "DPoP replay cache unavailable; request refused");
+                Err(AuthError::StoreUnavailable)
+            }
         }
     }
 }

@@ -98,11 +98,19 @@ impl Gateway {
         ctx.reason = Some(denial.reason());
         let dpop = ctx.dpop_challenge || denial.is_dpop();
         let algs = ctx.runtime.as_ref().map(|rt| rt.dpop.algs.as_str());
+        // A route that accepts DPoP-bound tokens (it has a public origin) offers both schemes
+        // when no credentials came (RFC 9449 §7.2).
+        let offers_dpop = matches!(denial, Denial::Auth(AuthError::MissingToken))
+            && ctx
+                .route
+                .as_ref()
+                .is_some_and(|r| r.public_origin.is_some());
         let extras = respond::Extras {
             dpop_algs: if dpop { algs } else { None },
             dpop_nonce: ctx.dpop_nonce.as_deref(),
+            also_dpop: if offers_dpop && !dpop { algs } else { None },
         };
-        respond::write_with(session, &ctx.request_id, &denial, extras).await?;
+        respond::write(session, &ctx.request_id, &denial, extras).await?;
         Ok(true)
     }
 
@@ -119,7 +127,24 @@ impl Gateway {
         route: &Route,
     ) -> Result<Option<Arc<VerifiedToken>>, AuthError> {
         ctx.dpop_challenge = route.require_dpop;
-        let Some((scheme, token)) = presented_token(session, rt.max_token_bytes)? else {
+        if route.use_dpop_nonce {
+            // A fresh nonce goes on every answer of this route, refusal or not.
+            ctx.dpop_nonce = Some(rt.dpop.nonces.issue(filters::validate::unix_now()));
+        }
+        let presented = presented_token(session, rt.max_token_bytes);
+        if presented.is_err() {
+            ctx.dpop_challenge |=
+                session
+                    .req_header()
+                    .headers
+                    .get(AUTHORIZATION)
+                    .is_some_and(|v| {
+                        v.as_bytes()
+                            .get(..5)
+                            .is_some_and(|p| p.eq_ignore_ascii_case(b"dpop "))
+                    });
+        }
+        let Some((scheme, token)) = presented? else {
             return match route.auth {
                 AuthMode::Optional => Ok(None),
                 _ => Err(AuthError::MissingToken),
@@ -130,7 +155,10 @@ impl Gateway {
         let proof = self.check_binding(session, ctx, rt, route, (scheme, token), &verified)?;
         route.policy.check(&verified)?;
         if let Some(step_up) = &route.step_up {
-            step_up.check(&verified, filters::validate::unix_now())?;
+            let leeway = rt
+                .issuer_options(&verified.issuer_id)
+                .map_or(Duration::ZERO, |o| o.leeway);
+            step_up.check(&verified, filters::validate::unix_now(), leeway)?;
         }
         if route.revocation {
             self.check_revocation(rt, &route.id, route.on_store_error, &verified)
@@ -564,8 +592,12 @@ impl ProxyHttp for Gateway {
             });
         }
         if code > 0 {
+            let extras = respond::Extras {
+                dpop_nonce: ctx.dpop_nonce.as_deref(),
+                ..respond::Extras::default()
+            };
             if let Err(err) =
-                respond::write(session, &ctx.request_id, &Denial::Upstream(code)).await
+                respond::write(session, &ctx.request_id, &Denial::Upstream(code), extras).await
             {
                 tracing::debug!(request_id = %ctx.request_id, error = %err, "could not send the error response");
             }

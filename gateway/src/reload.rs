@@ -155,6 +155,9 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     if o.threads != n.threads {
         v.push("server.threads");
     }
+    if old.tls != new.tls {
+        v.push("tls");
+    }
     if old.log.level != new.log.level
         || old.log.json != new.log.json
         || old.log.access_log != new.log.access_log

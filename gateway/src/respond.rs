@@ -164,15 +164,12 @@ pub struct Extras<'a> {
     pub dpop_algs: Option<&'a str>,
     /// A fresh server nonce (`DPoP-Nonce` header).
     pub dpop_nonce: Option<&'a str>,
+    /// Besides the `Bearer` challenge, offer `DPoP` with these algorithms.
+    pub also_dpop: Option<&'a str>,
 }
 
-/// Writes a refusal as the complete response.
-pub async fn write(session: &mut Session, request_id: &str, d: &Denial) -> Result<()> {
-    write_with(session, request_id, d, Extras::default()).await
-}
-
-/// [`write`], with the DPoP challenge and nonce when given.
-pub async fn write_with(
+/// Writes a refusal as the complete response, with the DPoP challenge and nonce when given.
+pub async fn write(
     session: &mut Session,
     request_id: &str,
     d: &Denial,
@@ -186,6 +183,12 @@ pub async fn write_with(
     resp.insert_header(REQUEST_ID, request_id)?;
     if let Some(c) = d.challenge(extras.dpop_algs) {
         resp.insert_header("www-authenticate", c)?;
+        if let Some(algs) = extras.also_dpop {
+            resp.append_header(
+                "www-authenticate",
+                format!("DPoP realm=\"{REALM}\", algs=\"{algs}\""),
+            )?;
+        }
     }
     if let Some(nonce) = extras.dpop_nonce {
         resp.insert_header(crate::bind::DPOP_NONCE, nonce)?;

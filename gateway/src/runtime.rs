@@ -150,34 +150,32 @@ pub struct Dpop {
     pub policy: filters::dpop::DpopPolicy,
     /// The `algs` challenge parameter.
     pub algs: String,
-    pub nonces: filters::dpop::NonceIssuer,
+    pub nonces: Arc<filters::dpop::NonceIssuer>,
     /// Whether `nonces` is keyed by the configured secret (else random, per process).
     keyed: bool,
     lifetime: Duration,
 }
 
 impl Dpop {
-    /// Builds it, keeping `previous`'s random nonce key when nothing about nonces changed,
-    /// so that a reload does not invalidate the nonces clients hold.
+    /// Builds it, keeping `previous`'s random nonce key when the nonce settings did not
+    /// change, so that a reload does not invalidate the nonces clients hold.
     fn build(
         s: &crate::config::DpopSettings,
         previous: Option<&Arc<Dpop>>,
     ) -> Result<Arc<Dpop>, BuildError> {
-        if let Some(p) = previous {
-            if s.nonce_secret.is_none()
-                && !p.keyed
-                && p.lifetime == s.nonce_lifetime
-                && p.policy == s.policy
-            {
-                return Ok(p.clone());
-            }
-        }
-        let nonces = match &s.nonce_secret {
-            Some(secret) => {
-                filters::dpop::NonceIssuer::new(secret.expose().as_bytes(), s.nonce_lifetime)
-            }
-            None => filters::dpop::NonceIssuer::random(s.nonce_lifetime)
-                .ok_or_else(|| BuildError("dpop: the system RNG failed".into()))?,
+        let reused = previous
+            .filter(|p| s.nonce_secret.is_none() && !p.keyed && p.lifetime == s.nonce_lifetime)
+            .map(|p| p.nonces.clone());
+        let nonces = match (reused, &s.nonce_secret) {
+            (Some(n), _) => n,
+            (None, Some(secret)) => Arc::new(filters::dpop::NonceIssuer::new(
+                secret.expose().as_bytes(),
+                s.nonce_lifetime,
+            )),
+            (None, None) => Arc::new(
+                filters::dpop::NonceIssuer::random(s.nonce_lifetime)
+                    .ok_or_else(|| BuildError("dpop: the system RNG failed".into()))?,
+            ),
         };
         Ok(Arc::new(Dpop {
             algs: s.policy.algs(),

@@ -77,6 +77,10 @@ fn tls_settings(tls: &TlsSettings) -> Result<pingora::listeners::tls::TlsSetting
         pingora::listeners::tls::TlsSettings::intermediate(&path(&tls.cert)?, &path(&tls.key)?)
             .map_err(|e| format!("tls: {e}"))?;
     t.enable_h2();
+    // Without a session id context OpenSSL refuses to resume sessions once peer
+    // verification is on (TLS 1.2 reconnects would fail with an internal error).
+    t.set_session_id_context(b"tokengate")
+        .map_err(|e| format!("tls: {e}"))?;
     if let Some(ca) = &tls.client_ca {
         let mode = match tls.client_cert {
             ClientCertMode::Required => SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,

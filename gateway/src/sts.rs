@@ -270,6 +270,18 @@ impl Gateway {
                     .await
             }
         };
+        // A sender-constrained subject token (DPoP or certificate bound) would come out as an
+        // unconstrained one: the STS never proves possession, so it refuses them.
+        if !filters::dpop::Binding::of(&subject.claims)
+            .is_ok_and(|b| b.jkt.is_none() && b.x5t_s256.is_none())
+        {
+            let e = StsError {
+                status: 400,
+                code: "invalid_grant",
+                description: "a sender-constrained subject token cannot be exchanged here",
+            };
+            return self.sts_refuse(session, ctx, e).await;
+        }
         if let Err(e) = self
             .check_revocation(rt, ROUTE, OnStoreError::Deny, &subject)
             .await

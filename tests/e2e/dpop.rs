@@ -111,7 +111,11 @@ async fn a_bound_token_with_a_valid_proof_reaches_the_upstream_without_the_proof
         assert_eq!(seen.header("x-auth-subject"), Some("user-1"));
         assert_eq!(seen.header("dpop"), None, "the proof is never forwarded");
         assert!(!seen.mentions(&p));
+        // The embedded store (no [redis]) refuses the same proof a second time.
+        let r = send(&env.gw, "/orders/7", &token, &[&p]).await;
+        assert_dpop_denied(&r, "invalid_dpop_proof", "replay on one node");
     }
+    assert_eq!(env.upstream.count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,6 +185,30 @@ async fn every_proof_check_refuses_with_a_dpop_challenge_and_no_upstream_call() 
         assert_dpop_denied(&r, error, what);
         assert_eq!(env.upstream.count(), before, "{what}: upstream called");
     }
+    // Forwarding headers do not make another origin acceptable either.
+    let evil = proof_with(
+        &pk,
+        "GET",
+        "https://evil.example/orders",
+        &token,
+        now(),
+        None,
+    );
+    let auth = format!("DPoP {token}");
+    let r = request(
+        "GET",
+        &env.gw.url("/orders"),
+        &[
+            ("authorization", auth.as_str()),
+            ("dpop", evil.as_str()),
+            ("host", "evil.example"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "host=evil.example;proto=https"),
+        ],
+    )
+    .await;
+    assert_dpop_denied(&r, "invalid_dpop_proof", "forwarding headers");
     // The same token with a good proof passes: the refusals were about the proofs.
     let r = send(&env.gw, "/orders", &token, &[&good()]).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -198,6 +226,36 @@ async fn schemes_must_match_the_binding_and_routes_can_require_dpop() {
     let pk = fresh(Algorithm::ES256, "client");
     let bound = bound_token(issuer, &pk);
     let plain = sign(issuer, &claims());
+
+    // No credentials: both schemes are offered where DPoP is accepted (RFC 9449 §7.2).
+    let r = request("GET", &env.gw.url("/orders"), &[]).await;
+    assert_eq!(r.status, 401);
+    let challenges: Vec<&str> = r
+        .headers
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(
+        challenges,
+        [
+            "Bearer realm=\"tokengate\"",
+            "DPoP realm=\"tokengate\", algs=\"ES256 ES384 EdDSA PS256 RS256\""
+        ]
+    );
+
+    // A malformed DPoP authorization is answered in the DPoP scheme.
+    let r = request(
+        "GET",
+        &env.gw.url("/orders"),
+        &[("authorization", "DPoP a b")],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap_or("")
+        .starts_with("DPoP "));
 
     // A stolen DPoP-bound token replayed as a bearer token.
     let r = request(
@@ -364,6 +422,17 @@ async fn server_nonces_are_required_and_work_across_replicas() {
         .expect("a DPoP-Nonce header")
         .to_string();
     assert_eq!(upstream.count(), 0);
+
+    // Every answer of a nonce route carries a fresh nonce, a refused bearer request too.
+    let plain = sign(issuer, &claims());
+    let r = request(
+        "GET",
+        &a.url("/orders"),
+        &[("authorization", &format!("Bearer {plain}"))],
+    )
+    .await;
+    assert_dpop_denied(&r, "invalid_token", "bearer on a nonce route");
+    assert!(r.header("dpop-nonce").is_some_and(|n| n.len() == 32));
 
     let r = send(
         &a,

@@ -319,6 +319,13 @@ async fn sts_endpoint_issues_tokens_and_answers_every_error_code() {
         p
     };
     let user_static: &'static str = Box::leak(user.clone().into_boxed_str());
+    let bound: &'static str = Box::leak(
+        sign(
+            k,
+            &crate::support::with(claims(), serde_json::json!({"cnf": {"jkt": "abc"}})),
+        )
+        .into_boxed_str(),
+    );
     let (status, v, _) = post_form(
         &url,
         &with_token(good("https://billing.internal", "orders:read"), user_static),
@@ -407,6 +414,13 @@ async fn sts_endpoint_issues_tokens_and_answers_every_error_code() {
             Some(("svc", STS_SECRET)),
             400,
             "invalid_request",
+        ),
+        (
+            "sender-constrained subject token",
+            with_token(good("https://billing.internal", ""), bound),
+            Some(("svc", STS_SECRET)),
+            400,
+            "invalid_grant",
         ),
         (
             "client without rights",

@@ -189,6 +189,32 @@ async fn a_certificate_bound_token_needs_the_same_certificate_on_the_connection(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_clients_resume_their_sessions_with_a_client_certificate() {
+    let f = start("optional").await;
+    let (cert, key_pem, _) = &f.client;
+    let pem = format!("{cert}\n{key_pem}");
+    // A new connection per request, TLS 1.2: the second handshake resumes the session.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .tls_version_max(reqwest::tls::Version::TLS_1_2)
+        .tls_certs_only([reqwest::Certificate::from_pem(f.ca.cert_pem.as_bytes()).expect("CA")])
+        .identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"))
+        .build()
+        .expect("TLS client");
+    let token = sign(key(Algorithm::ES256), &claims());
+    for i in 0..3 {
+        let r = get_tls(&client, f.tls, &token).await;
+        assert_eq!(
+            r.map(|(s, _)| s),
+            Some(200),
+            "request {i}:\n{}",
+            f.gw.logs()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_of_an_unknown_ca_fail_the_handshake_and_required_mode_needs_one() {
     let f = start("required").await;
     let (cert, key_pem, _) = &f.client;

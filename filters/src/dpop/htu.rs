@@ -82,7 +82,8 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-/// Decodes `%XX` of unreserved characters, uppercases the hex of the others.
+/// Decodes `%XX` of unreserved characters, uppercases the hex of the others, and encodes
+/// raw bytes that a path may not hold.
 fn normalize_percent(path: &str) -> Option<String> {
     let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
@@ -102,8 +103,13 @@ fn normalize_percent(path: &str) -> Option<String> {
                 out.push(char::from(hex[1]).to_ascii_uppercase());
             }
             i += 3;
-        } else {
+        } else if is_unreserved(b) || b"!$&'()*+,;=:@/".contains(&b) {
             out.push(char::from(b));
+            i += 1;
+        } else {
+            // A byte a URI path may not hold raw (`{`, `|`, `^`, `"` …): compare it in the
+            // percent-encoded form a client would write in `htu`.
+            out.push_str(&format!("%{b:02X}"));
             i += 1;
         }
     }

@@ -411,6 +411,16 @@ impl Checker<'_> {
         let revocation = self.revocation(&f.revocation, f.redis.as_ref());
         let dpop = self.dpop(&f.dpop);
         let tls = f.tls.as_ref().and_then(|t| self.tls(t));
+        if revocation.redis.is_some() && f.dpop.nonce_secret.is_none() {
+            for (i, r) in f.routes.iter().enumerate() {
+                if r.use_dpop_nonce {
+                    self.err(
+                        format!("route[{i}].use_dpop_nonce"),
+                        "with [redis] (several replicas), server nonces need dpop.nonce_secret, or a nonce from one replica is refused by the others",
+                    );
+                }
+            }
+        }
         Settings {
             path: self.path.to_path_buf(),
             server,

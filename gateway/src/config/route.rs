@@ -206,12 +206,32 @@ impl Checker<'_> {
             self.err(k("use_dpop_nonce"), "only applies with require_dpop = true");
         }
         if (r.require_dpop || !r.acr_values.is_empty() || r.max_age.is_some())
-            && r.auth == AuthMode::None
+            && r.auth != AuthMode::Required
         {
             self.err(
                 k("auth"),
-                "auth = \"none\" cannot have require_dpop, acr_values or max_age",
+                "require_dpop, acr_values and max_age need auth = \"required\" (otherwise a request without a token passes anonymously)",
             );
+        }
+        if let Some(origin) = public_origin.as_deref().filter(|_| !hosts.is_empty()) {
+            let host = origin_host(origin);
+            let matches = hosts.iter().any(|h| match h.strip_prefix("*.") {
+                Some(suffix) => {
+                    host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}"))
+                }
+                None => h == host,
+            });
+            if !matches {
+                let key = if r.public_origin.is_some() {
+                    k("public_origin")
+                } else {
+                    k("hosts")
+                };
+                self.err(
+                    key,
+                    format!("the DPoP origin's host {host:?} is not one of the route's hosts (a proof made for another host would be accepted)"),
+                );
+            }
         }
         let step_up = self.step_up(i, r);
         let connect_timeout = self
@@ -254,6 +274,15 @@ impl Checker<'_> {
             use_dpop_nonce: r.use_dpop_nonce,
             step_up,
         })
+    }
+}
+
+/// The host of a normalised origin `scheme://host[:port]` (an IPv6 literal keeps its brackets).
+fn origin_host(origin: &str) -> &str {
+    let rest = origin.split_once("://").map_or(origin, |(_, r)| r);
+    match rest.find(']') {
+        Some(end) if rest.starts_with('[') => &rest[..=end],
+        _ => rest.split(':').next().unwrap_or(rest),
     }
 }
 

@@ -348,6 +348,18 @@ fn dpop_and_step_up_settings_get_documented_defaults() {
 }
 
 #[test]
+fn a_route_origin_matching_its_hosts_is_accepted() {
+    let s = check(&format!(
+        "{ISSUER}{ROUTE}hosts = [\"*.example.com\"]\npublic_origin = \"https://api.example.com:8443\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        s.routes[0].public_origin.as_deref(),
+        Some("https://api.example.com:8443")
+    );
+}
+
+#[test]
 fn bad_dpop_and_step_up_settings_are_refused_with_their_keys() {
     let cases = [
         (
@@ -394,6 +406,30 @@ fn bad_dpop_and_step_up_settings_are_refused_with_their_keys() {
             "quotes",
         ),
         ("", "max_age = \"0s\"\n", "route[0].max_age", "more than 0s"),
+        (
+            "",
+            "auth = \"optional\"\nacr_values = [\"urn:mfa\"]\n",
+            "route[0].auth",
+            "required",
+        ),
+        (
+            "",
+            "hosts = [\"api.example.com\"]\npublic_origin = \"https://admin.example.com\"\n",
+            "route[0].public_origin",
+            "hosts",
+        ),
+        (
+            "[server]\npublic_origin = \"https://x.example.com:8443\"\n",
+            "hosts = [\"*.example.org\"]\n",
+            "route[0].hosts",
+            "hosts",
+        ),
+        (
+            "[redis]\nurls = [\"redis://127.0.0.1:6379\"]\n",
+            "require_dpop = true\nuse_dpop_nonce = true\npublic_origin = \"https://a.example\"\n",
+            "route[0].use_dpop_nonce",
+            "nonce_secret",
+        ),
     ];
     for (top, route, key, needle) in cases {
         one_error(&format!("{top}{ISSUER}{ROUTE}{route}"), key, needle);
