@@ -53,6 +53,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+mod batch;
 #[cfg(test)]
 mod cluster_tests;
 mod keys;
