@@ -159,9 +159,25 @@ SAMPLER=$!
 log "sending each of the $TOKENS tokens once (wrk -c$CONNECTIONS, at most 600 s)"
 SEND_START=$(date +%s)
 (( SEND_START + 10 < EXPIRES_AT )) || die "minting took longer than the token lifetime: raise --lifetime"
-result="$(WRK_TOKENS_FILE="$RUN_DIR/es256-tokens.txt" timeout 620 taskset -c "$LOAD_CPU" \
+# wrk's thread stops after the last answer (soak.lua), but wrk itself waits for -d: poll the
+# cache-miss counter (one miss per distinct token) and end wrk with SIGINT, which prints
+# its summary.
+WRK_TOKENS_FILE="$RUN_DIR/es256-tokens.txt" taskset -c "$LOAD_CPU" \
     wrk -t1 -c"$CONNECTIONS" -d600s --timeout 10s -s "$HERE/soak.lua" \
-    "http://127.0.0.1:$TG_PORT/api" 2>&1 | grep '^RESULT ')" || die "wrk failed"
+    "http://127.0.0.1:$TG_PORT/api" >"$RUN_DIR/wrk.out" 2>&1 &
+WRK_PID=$!
+PID_OF[wrk]=$WRK_PID
+while kill -0 "$WRK_PID" 2>/dev/null; do
+    misses="$(metric tokengate_token_cache_misses_total)"
+    [[ "$misses" != n/a ]] && (( ${misses%.*} > TOKENS )) && break  # + 1: the warm-up token
+    (( $(date +%s) < SEND_START + 610 )) || die "the send exceeded its bound"
+    sleep 0.5
+done
+sleep 1
+kill -INT "$WRK_PID" 2>/dev/null || true
+wait "$WRK_PID" 2>/dev/null || true
+unset "PID_OF[wrk]"
+result="$(grep '^RESULT ' "$RUN_DIR/wrk.out")" || die "wrk printed no result: $(tail -3 "$RUN_DIR/wrk.out")"
 SEND_END=$(date +%s)
 field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<" $1"; }
 SENT=$(field "$result" requests); NON2XX=$(field "$result" non2xx)
