@@ -1,5 +1,7 @@
 //! Cost of one revocation `check` (jti + family + subject, as on the request path): the
-//! embedded `MemoryStore` against `RedisStore` (one `MGET` over loopback).
+//! embedded `MemoryStore` against `RedisStore` (one `MGET` over loopback), one check at a
+//! time and 64 checks in flight at once on a one-worker runtime (as the gateway runs with
+//! `threads = 1`), where the store coalesces concurrent checks into one `MGET` per batch.
 //!
 //! Redis: `REDIS_URL` when set, otherwise a `redis-server` started here on an ephemeral
 //! loopback port (no persistence, killed at the end).
@@ -90,6 +92,23 @@ fn connect(rt: &Runtime, url: &str) -> RedisStore {
     }
 }
 
+/// Connects from within the runtime that will use the store, retrying until Redis answers.
+async fn connect_here(url: &str) -> RedisStore {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let cfg = RedisConfig {
+            urls: vec![url.to_string()],
+            timeout: Duration::from_secs(1),
+            ..RedisConfig::default()
+        };
+        match RedisStore::connect(cfg).await {
+            Ok(store) => return store,
+            Err(e) if Instant::now() > deadline => panic!("redis at {url}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
 /// Times `iters` sequential checks inside one `block_on`, so the runtime entry is not measured.
 fn time_checks(
     rt: &Runtime,
@@ -101,6 +120,29 @@ fn time_checks(
         let start = Instant::now();
         for _ in 0..iters {
             let _ = black_box(store.check(black_box(q)).await);
+        }
+        start.elapsed()
+    })
+}
+
+/// Times `iters` checks made by `tasks` concurrent tasks on `rt`; the time per check is the
+/// elapsed time divided by `iters` (throughput, not latency).
+fn time_concurrent_checks(rt: &Runtime, store: &RedisStore, tasks: u64, iters: u64) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for t in 0..tasks {
+            let store = store.clone();
+            let n = iters / tasks + u64::from(t < iters % tasks);
+            handles.push(tokio::spawn(async move {
+                for i in 0..n {
+                    let jti = format!("jti-{t}-{i}");
+                    let _ = black_box(store.check(&query(&jti)).await);
+                }
+            }));
+        }
+        for h in handles {
+            h.await.expect("check task");
         }
         start.elapsed()
     })
@@ -160,6 +202,19 @@ fn bench_revocation(c: &mut Criterion) {
     });
     g.bench_function("revoked", |b| {
         b.iter_custom(|n| time_checks(&rt, &redis, &query("revoked-42"), n))
+    });
+    g.finish();
+
+    // Concurrent checks, as under load: one worker thread, 64 tasks checking in a loop.
+    let one_worker = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let redis = one_worker.block_on(async { connect_here(&url).await });
+    let mut g = c.benchmark_group("revocation_check_redis_concurrent");
+    g.bench_function("64_in_flight_per_check", |b| {
+        b.iter_custom(|n| time_concurrent_checks(&one_worker, &redis, 64, n))
     });
     g.finish();
     drop(local);

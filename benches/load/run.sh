@@ -12,7 +12,9 @@
 # fixed rate. Prints one markdown table (also written to benches/load/results-<timestamp>.md).
 #
 # CPU pinning (2 cores): the proxy under test alone on core 1 (PROXY_CPU); wrk/oha, the
-# upstream nginx and redis on core 0 (LOAD_CPU).
+# upstream nginx and redis on core 0 (LOAD_CPU). REDIS_CPU (default LOAD_CPU) moves
+# redis-server: REDIS_CPU=1 puts it on the proxy's core, where its CPU counts against the
+# gateway instead of against the load generator.
 #
 # Every process the harness starts is stopped on exit, error, Ctrl-C or SIGTERM (a script
 # started with `&` from a non-interactive shell ignores SIGINT: stop it with SIGTERM).
@@ -35,6 +37,7 @@ INSTALL=1
 KEEP=0
 PROXY_CPU="${PROXY_CPU:-1}"
 LOAD_CPU="${LOAD_CPU:-0}"
+REDIS_CPU="${REDIS_CPU:-$LOAD_CPU}"
 ISSUER="https://idp.bench.local"
 AUDIENCE="bench-api"
 
@@ -396,7 +399,7 @@ TG="http://127.0.0.1:$TG_PORT"
 start_proc upstream "$LOAD_CPU" "$RUN_DIR/nginx-upstream.out" \
     nginx -e "$RUN_DIR/nginx-upstream.error.log" -c "$RUN_DIR/nginx-upstream.conf"
 wait_http upstream "$UP/"
-start_proc redis "$LOAD_CPU" "$RUN_DIR/redis.log" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
+start_proc redis "$REDIS_CPU" "$RUN_DIR/redis.log" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
     --save "" --appendonly no --dir "$RUN_DIR" --daemonize no --protected-mode yes
 for _ in $(seq 100); do
     [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]] && break
@@ -551,7 +554,7 @@ RESULTS="$HERE/results-$STAMP.md"
     echo "- git: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && [[ -n "$(git status --porcelain 2>/dev/null)" ]] && echo ' (dirty work tree)')"
     echo "- machine: $(nproc) CPUs, $(uname -sr); load average (1/5/15 min) at start: $LOADAVG_SCRIPT_START, before measuring (after the build): $LOADAVG_START, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- generator: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s (closed loop; ${WARMUP}s warm-up before each), latency from wrk's histogram$([[ -n "$OHA" ]] && echo "; L rows: oha -q $RATE -c $CONNECTIONS -z ${DURATION}s --latency-correction")"
-    echo "- pinning: proxy under test alone on CPU $PROXY_CPU (tokengate threads = 1, nginx 1 worker, HAProxy nbthread 1); wrk/oha, upstream nginx (1 worker) and redis-server on CPU $LOAD_CPU"
+    echo "- pinning: proxy under test alone on CPU $PROXY_CPU (tokengate threads = 1, nginx 1 worker, HAProxy nbthread 1); wrk/oha and upstream nginx (1 worker) on CPU $LOAD_CPU, redis-server on CPU $REDIS_CPU"
     echo "- no access logs anywhere (tokengate access_log = false, nginx access_log off, HAProxy no log)"
     # (sed -n 1p rather than head: it reads everything, so no SIGPIPE under pipefail)
     echo "- versions: $("$TG_BIN" --version 2>&1 | sed -n 1p); $(nginx -v 2>&1 | sed 's/.*: //'); $(haproxy -v 2>&1 | sed -n '1s/^\(HAProxy version [^ ]*\).*/\1/p'); $({ wrk -v 2>&1 || true; } | sed -n '1s/^\(wrk [^ ]*\).*/\1/p'); redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')$([[ -n "$OHA" ]] && echo "; $("$OHA" --version 2>&1 | sed -n 1p)")"

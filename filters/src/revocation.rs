@@ -47,12 +47,15 @@
 //! * [`MemoryStore`]: one node, bounded, no I/O; the embedded default.
 //! * [`RedisStore`]: shared by every replica; standalone (multiplexed connection that
 //!   reconnects by itself) or Cluster; every call under a timeout; `check` is one `MGET`
-//!   (on a Cluster, one `MGET` per slot, sent to the shards concurrently).
+//!   (on a Cluster, one `MGET` per slot, sent to the shards concurrently). Concurrent checks
+//!   are coalesced into one `MGET` per batch (`batch.rs`): still one round trip per check,
+//!   read after the check began, never answered from a local copy.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+mod batch;
 #[cfg(test)]
 mod cluster_tests;
 mod keys;

@@ -316,6 +316,16 @@ impl Validator {
         )
     }
 
+    /// Tokens held by the verified-token cache now (0 when it is disabled). Applies the
+    /// cache's pending evictions and expirations first, so the count is current; meant for
+    /// metrics scrapes, not for the request path.
+    pub fn cache_entries(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |cache| {
+            cache.run_pending_tasks();
+            cache.entry_count()
+        })
+    }
+
     /// Validates a token. Errors name the first failed check; nothing in them comes from
     /// the token.
     pub async fn validate(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthError> {

@@ -38,6 +38,7 @@ pub struct Metrics {
     reloads: IntCounterVec,
     last_reload: prometheus::Gauge,
     cache_misses: IntCounter,
+    cache_entries: IntGauge,
     /// Last values seen of counters kept elsewhere (key → value), to add only the delta.
     seen: Mutex<HashMap<String, u64>>,
 }
@@ -104,6 +105,13 @@ impl Metrics {
         r.register(Box::new(cache_hits.clone()))
             .unwrap_or_else(|e| panic!("{e}"));
         r.register(Box::new(cache_misses.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cache_entries = IntGauge::new(
+            "tokengate_token_cache_entries",
+            "Tokens held by the verified-token cache (bounded by max_tokens and by each token's exp).",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(cache_entries.clone()))
             .unwrap_or_else(|e| panic!("{e}"));
         Metrics {
             requests: counter_vec(
@@ -177,6 +185,7 @@ impl Metrics {
             ),
             cache_hits,
             cache_misses,
+            cache_entries,
             reloads: counter_vec(
                 &r,
                 "tokengate_config_reloads_total",
@@ -230,6 +239,8 @@ impl Metrics {
             let (hits, misses) = rt.validator.cache_stats();
             Self::add_delta(&mut seen, "cache_hits".into(), hits, &self.cache_hits);
             Self::add_delta(&mut seen, "cache_misses".into(), misses, &self.cache_misses);
+            self.cache_entries
+                .set(i64::try_from(rt.validator.cache_entries()).unwrap_or(i64::MAX));
             for (id, cache) in &rt.exchangers {
                 let st = cache.stats();
                 let hit = self.exchange_cache.with_label_values(&[id, "hit"]);

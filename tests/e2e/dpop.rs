@@ -528,12 +528,13 @@ async fn step_up_routes_challenge_with_acr_values_and_max_age() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         env.gw
-            .metric(
+            .metric_reaching(
                 "tokengate_denials_total",
                 &[
                     ("route", "api"),
                     ("reason", "insufficient_user_authentication")
-                ]
+                ],
+                4.0
             )
             .await,
         Some(4.0)

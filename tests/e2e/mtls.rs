@@ -173,9 +173,10 @@ async fn a_certificate_bound_token_needs_the_same_certificate_on_the_connection(
     assert_eq!(r.status, 401, "{}", r.body);
     assert_eq!(r.json()["error"], "invalid_token");
     assert_eq!(
-        f.gw.metric(
+        f.gw.metric_reaching(
             "tokengate_denials_total",
-            &[("route", "api"), ("reason", "certificate_mismatch")]
+            &[("route", "api"), ("reason", "certificate_mismatch")],
+            3.0
         )
         .await,
         Some(3.0)

@@ -9,9 +9,9 @@ use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{FromRedisValue, RedisError};
 
+use super::batch::Batchers;
 use super::{
-    effective_ttl, parse_before, query_keys, refuses, verdict_of, KeyScheme, Kind, RevocationQuery,
-    RevocationStore, StoreError, Verdict,
+    effective_ttl, query_keys, KeyScheme, RevocationQuery, RevocationStore, StoreError, Verdict,
 };
 
 /// Longest wait between two reconnection attempts of a standalone connection (1 s): once
@@ -93,31 +93,104 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
+/// A connection and what is needed to report its errors safely.
+#[derive(Clone)]
+pub(super) struct Link {
+    conn: Conn,
+    /// Passwords found in the URLs, cut from any message.
+    secrets: Arc<[String]>,
+}
+
+impl Link {
+    /// Sends one command under `limit`.
+    pub(super) async fn run<T: FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        limit: Duration,
+    ) -> Result<T, StoreError> {
+        let call = async {
+            match &self.conn {
+                Conn::Single(c) => cmd.query_async::<T>(&mut c.clone()).await,
+                Conn::Cluster(c) => cmd.query_async::<T>(&mut c.clone()).await,
+            }
+        };
+        match tokio::time::timeout(limit, call).await {
+            Err(_) => Err(StoreError::Timeout),
+            Ok(Err(e)) => Err(StoreError::Unavailable(sanitize(
+                &e.to_string(),
+                &self.secrets,
+            ))),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+}
+
 /// Revocations in Redis, shared by every replica.
 ///
-/// Cheap to clone (the connection is shared). Create it on the tokio runtime that will use
-/// it. It needs no reconnect logic from callers: after an outage, calls fail (within the
-/// timeout) until Redis answers again, then succeed.
+/// Cheap to clone (the connections are shared). Create it within a tokio runtime. It needs
+/// no reconnect logic from callers: after an outage, calls fail (within the timeout) until
+/// Redis answers again, then succeed.
+///
+/// `check` goes through a batcher per tokio runtime (see `batch.rs`): concurrent checks are
+/// sent as one `MGET`. Every call shares the one connection (per node on a Cluster).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: Conn,
+    link: Link,
+    batchers: Arc<Batchers>,
     keys: KeyScheme,
     timeout: Duration,
     connect_timeout: Duration,
     /// Redacted URLs, for messages.
     target: Arc<str>,
-    /// Passwords found in the URLs, cut from any message.
-    secrets: Arc<[String]>,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("target", &self.target)
-            .field("cluster", &matches!(self.conn, Conn::Cluster(_)))
+            .field("cluster", &matches!(self.link.conn, Conn::Cluster(_)))
             .field("timeout", &self.timeout)
             .finish()
     }
+}
+
+/// Opens a (lazy) connection as `cfg` says.
+fn open_conn(cfg: &RedisConfig, target: &str, secrets: &Arc<[String]>) -> Result<Link, StoreError> {
+    let invalid = |e: RedisError| {
+        StoreError::InvalidConfig(format!("{target}: {}", sanitize(&e.to_string(), secrets)))
+    };
+    let conn = if cfg.cluster {
+        if cfg.urls.is_empty() {
+            return Err(StoreError::InvalidConfig(
+                "a Redis cluster needs at least one seed URL".into(),
+            ));
+        }
+        let client = ClusterClientBuilder::new(cfg.urls.iter().map(String::as_str))
+            .connection_timeout(cfg.connect_timeout)
+            .response_timeout(cfg.connect_timeout)
+            .build()
+            .map_err(invalid)?;
+        let config = ClusterConfig::new()
+            .set_connection_timeout(cfg.connect_timeout)
+            .set_response_timeout(cfg.connect_timeout);
+        Conn::Cluster(client.get_pending_async_connection_with_config(config))
+    } else {
+        let [url] = cfg.urls.as_slice() else {
+            return Err(StoreError::InvalidConfig(
+                "a standalone Redis takes exactly one URL".into(),
+            ));
+        };
+        let client = redis::Client::open(url.as_str()).map_err(invalid)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(cfg.connect_timeout))
+            .set_response_timeout(Some(cfg.connect_timeout))
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        Conn::Single(ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)?)
+    };
+    Ok(Link {
+        conn,
+        secrets: secrets.clone(),
+    })
 }
 
 impl RedisStore {
@@ -162,44 +235,15 @@ impl RedisStore {
             .join(",")
             .into();
         let secrets: Arc<[String]> = cfg.urls.iter().flat_map(|u| url_secrets(u)).collect();
-        let invalid = |e: RedisError| {
-            StoreError::InvalidConfig(format!("{target}: {}", sanitize(&e.to_string(), &secrets)))
-        };
-        let conn = if cfg.cluster {
-            if cfg.urls.is_empty() {
-                return Err(StoreError::InvalidConfig(
-                    "a Redis cluster needs at least one seed URL".into(),
-                ));
-            }
-            let client = ClusterClientBuilder::new(cfg.urls.iter().map(String::as_str))
-                .connection_timeout(cfg.connect_timeout)
-                .response_timeout(cfg.connect_timeout)
-                .build()
-                .map_err(invalid)?;
-            let config = ClusterConfig::new()
-                .set_connection_timeout(cfg.connect_timeout)
-                .set_response_timeout(cfg.connect_timeout);
-            Conn::Cluster(client.get_pending_async_connection_with_config(config))
-        } else {
-            let [url] = cfg.urls.as_slice() else {
-                return Err(StoreError::InvalidConfig(
-                    "a standalone Redis takes exactly one URL".into(),
-                ));
-            };
-            let client = redis::Client::open(url.as_str()).map_err(invalid)?;
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(cfg.connect_timeout))
-                .set_response_timeout(Some(cfg.connect_timeout))
-                .set_max_delay(RECONNECT_MAX_DELAY);
-            Conn::Single(ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)?)
-        };
+        let link = open_conn(&cfg, &target, &secrets)?;
+        let batchers = Arc::new(Batchers::new(link.clone(), cfg.connect_timeout));
         Ok(RedisStore {
-            conn,
+            link,
+            batchers,
             keys: cfg.keys,
             timeout: cfg.timeout,
             connect_timeout: cfg.connect_timeout,
             target,
-            secrets,
         })
     }
 
@@ -208,26 +252,13 @@ impl RedisStore {
         &self.keys
     }
 
-    /// Sends one command under `limit`.
+    /// Sends one command under `limit` on the store's own connection.
     async fn run<T: FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
         limit: Duration,
     ) -> Result<T, StoreError> {
-        let call = async {
-            match &self.conn {
-                Conn::Single(c) => cmd.query_async::<T>(&mut c.clone()).await,
-                Conn::Cluster(c) => cmd.query_async::<T>(&mut c.clone()).await,
-            }
-        };
-        match tokio::time::timeout(limit, call).await {
-            Err(_) => Err(StoreError::Timeout),
-            Ok(Err(e)) => Err(StoreError::Unavailable(sanitize(
-                &e.to_string(),
-                &self.secrets,
-            ))),
-            Ok(Ok(v)) => Ok(v),
-        }
+        self.link.run(cmd, limit).await
     }
 
     async fn store(&self, key: String, value: i64, ttl: Duration) -> Result<(), StoreError> {
@@ -252,27 +283,7 @@ impl RevocationStore for RedisStore {
         if wanted.is_empty() {
             return Ok(Verdict::Valid);
         }
-        let mut cmd = redis::cmd("MGET");
-        for (_, key) in &wanted {
-            cmd.arg(key);
-        }
-        let values: Vec<Option<Vec<u8>>> = self.run(&cmd, self.timeout).await?;
-        if values.len() != wanted.len() {
-            return Err(StoreError::Unavailable(
-                "MGET returned the wrong number of values".into(),
-            ));
-        }
-        for ((kind, _), value) in wanted.iter().zip(&values) {
-            let Some(value) = value else { continue };
-            let before = match kind {
-                Kind::Subject => parse_before(value),
-                Kind::Token | Kind::Family => None,
-            };
-            if refuses(*kind, before, q.iat) {
-                return Ok(verdict_of(*kind));
-            }
-        }
-        Ok(Verdict::Valid)
+        self.batchers.check(wanted, q.iat, self.timeout).await
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {

@@ -1,5 +1,6 @@
 //! Tests of [`RedisStore`] against real `redis-server` processes started here.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
@@ -606,4 +607,65 @@ async fn bad_configuration_is_refused() {
             "{shown}"
         );
     }
+}
+
+/// Runs `n` checks at once from `n` tasks released together, on a one-worker multi-thread
+/// runtime (as the gateway runs with `threads = 1`); returns the verdicts in task order.
+async fn concurrent_checks(
+    s: &RedisStore,
+    queries: Vec<(String, Option<String>, i64)>,
+) -> Vec<Result<Verdict, StoreError>> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(queries.len()));
+    let mut tasks = Vec::new();
+    for (jti, family, iat) in queries {
+        let s = s.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            s.check(&token(Some(&jti), family.as_deref(), Some(iat)))
+                .await
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("check task"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn concurrent_checks_are_coalesced_and_each_gets_its_own_verdict() {
+    let server = RedisServer::start().await;
+    let s = store(&server).await;
+    s.revoke_token("jti-revoked", HOUR).await.unwrap();
+    s.revoke_family("fam-revoked", HOUR).await.unwrap();
+    s.revoke_subject(ISS, "alice", 1_000, HOUR).await.unwrap();
+    let mut conn = admin(server.port).await;
+    // 4 kinds of answers, interleaved, 12 of each.
+    let mut queries = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..12 {
+        queries.push((format!("jti-{i}"), None, 2_000));
+        expected.push(Ok(Verdict::Valid));
+        queries.push(("jti-revoked".to_string(), Some(format!("fam-{i}")), 2_000));
+        expected.push(Ok(Verdict::TokenRevoked));
+        queries.push((format!("jti-f{i}"), Some("fam-revoked".to_string()), 2_000));
+        expected.push(Ok(Verdict::FamilyRevoked));
+        queries.push((format!("jti-s{i}"), Some(format!("fam-s{i}")), 999));
+        expected.push(Ok(Verdict::SubjectRevoked));
+    }
+    let checks = queries.len() as u64;
+    reset_stats(&mut conn).await;
+    assert_eq!(concurrent_checks(&s, queries).await, expected);
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mgets = calls(&stats, "mget");
+    eprintln!("{checks} checks in {mgets} MGETs");
+    assert!(
+        mgets >= 1 && mgets * 4 <= checks,
+        "{checks} checks took {mgets} MGETs"
+    );
 }

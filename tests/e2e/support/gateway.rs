@@ -343,6 +343,20 @@ impl Gateway {
         sample(&self.metrics().await, name, labels)
     }
 
+    /// The value of a sample once it equals `want` (polled, at most [`super::DEADLINE`]):
+    /// counters updated in the logging phase lag the response by a moment.
+    pub async fn metric_reaching(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        want: f64,
+    ) -> Option<f64> {
+        let text = self
+            .metrics_when(|t| sample(t, name, labels) == Some(want))
+            .await;
+        sample(&text, name, labels)
+    }
+
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: Signal) {
         let pid = i32::try_from(self.child.id()).expect("pid fits i32");

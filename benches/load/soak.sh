@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Memory soak of tokengate: many distinct valid tokens at once, then their expiry.
+#
+#   benches/load/soak.sh [--tokens N] [--lifetime S] [--connections N] [--skip-build]
+#
+# Mints N (default 100000) distinct ES256 tokens that expire S seconds (default 90) after
+# minting, sends each once through a release tokengate (threads = 1, verified-token cache of
+# its default size, 100000) with wrk on loopback, then waits until every token has expired.
+# Samples the gateway's VmRSS from /proc every 0.5 s throughout and reports, as one markdown
+# table (also written to benches/load/soak-<timestamp>.md): RSS at idle, peak RSS (VmHWM),
+# RSS with every token cached, RSS after expiry, and the verified-token cache's entry count
+# (tokengate_token_cache_entries from the admin /metrics) at each point.
+#
+# Bounded: minting at most 5 min, the send at most 10 min, the wait for expiry at most
+# S + 60 s. Every process started here is stopped on exit. Needs nginx, wrk, redis-server,
+# curl (run benches/load/run.sh once, or apt-get install nginx-light wrk redis-server).
+set -Eeuo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+
+TOKENS=100000
+LIFETIME=90
+CONNECTIONS=32
+BUILD=1
+PROXY_CPU="${PROXY_CPU:-1}"
+LOAD_CPU="${LOAD_CPU:-0}"
+ISSUER="https://idp.bench.local"
+AUDIENCE="bench-api"
+RSS_LIMIT_MIB=256
+
+usage() { sed -n '2,/^set -E/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'; }
+CMDLINE="benches/load/soak.sh${*:+ $*}"
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --tokens) TOKENS="${2:?--tokens N}"; shift ;;
+        --lifetime) LIFETIME="${2:?--lifetime S}"; shift ;;
+        --connections) CONNECTIONS="${2:?--connections N}"; shift ;;
+        --skip-build) BUILD=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "soak.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+for n in "$TOKENS" "$LIFETIME" "$CONNECTIONS"; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "soak.sh: numbers must be positive integers" >&2; exit 2; }
+done
+(( TOKENS <= 1000000 && LIFETIME >= 30 && LIFETIME <= 900 )) \
+    || { echo "soak.sh: --tokens at most 1000000, --lifetime 30..900" >&2; exit 2; }
+
+log() { printf '[soak %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+export PATH="$PATH:/usr/sbin:/sbin"
+for tool in nginx wrk redis-server redis-cli curl taskset ss timeout; do
+    command -v "$tool" >/dev/null || die "$tool not found"
+done
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+TG_BIN="$TARGET_DIR/release/tokengate"
+MINT_BIN="$TARGET_DIR/release/examples/mint"
+if [[ $BUILD == 1 ]]; then
+    log "cargo build --release -p tokengate (and the mint example)"
+    ( cd "$ROOT" && cargo build --release -p tokengate && \
+        cargo build --release -p tokengate-benches --example mint ) >"/tmp/tokengate-soak-build.$$.log" 2>&1 \
+        || { tail -30 "/tmp/tokengate-soak-build.$$.log" >&2; die "build failed"; }
+    rm -f "/tmp/tokengate-soak-build.$$.log"
+fi
+[[ -x "$TG_BIN" && -x "$MINT_BIN" ]] || die "missing $TG_BIN or $MINT_BIN (drop --skip-build)"
+
+RUN_DIR="$(mktemp -d /tmp/tokengate-soak.XXXXXX)"
+declare -A PID_OF=()
+SAMPLER=""
+cleanup() {
+    local rc=$? name
+    trap - EXIT INT TERM
+    [[ -z "$SAMPLER" ]] || { kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true; }
+    for name in "${!PID_OF[@]}"; do
+        kill -TERM "${PID_OF[$name]}" 2>/dev/null || true
+        wait "${PID_OF[$name]}" 2>/dev/null || true
+    done
+    if [[ $rc == 0 ]]; then rm -rf "$RUN_DIR"; else log "run directory kept: $RUN_DIR"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_proc() { # name cpu logfile cmd...
+    local name="$1" cpu="$2" logfile="$3"; shift 3
+    taskset -c "$cpu" "$@" >"$logfile" 2>&1 &
+    PID_OF[$name]=$!
+}
+
+read -r EPHEMERAL_LOW _ </proc/sys/net/ipv4/ip_local_port_range
+PORT_HIGH=$(( EPHEMERAL_LOW > 12000 ? EPHEMERAL_LOW - 1 : 65535 ))
+PORT_LOW=$(( EPHEMERAL_LOW > 12000 ? 10000 : 61000 ))
+declare -A TAKEN=()
+free_port() {
+    local p
+    for _ in $(seq 200); do
+        p=$(( PORT_LOW + (RANDOM * 32768 + RANDOM) % (PORT_HIGH - PORT_LOW + 1) ))
+        [[ -n "${TAKEN[$p]:-}" ]] && continue
+        if [[ -z "$(ss -Htln "sport = :$p")" ]]; then TAKEN[$p]=1; echo "$p"; return 0; fi
+    done
+    die "no free port found"
+}
+UPSTREAM_PORT=$(free_port); REDIS_PORT=$(free_port); TG_PORT=$(free_port); TG_ADMIN_PORT=$(free_port)
+render() { # template output
+    sed -e "s#@RUN@#$RUN_DIR#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
+        -e "s#@REDIS_PORT@#$REDIS_PORT#g" -e "s#@TG_PORT@#$TG_PORT#g" \
+        -e "s#@TG_ADMIN_PORT@#$TG_ADMIN_PORT#g" -e "s#@ISSUER@#$ISSUER#g" \
+        -e "s#@AUDIENCE@#$AUDIENCE#g" -e "s#@MAX_TOKENS@#100000#g" "$1" >"$2"
+    if grep -q '@[A-Z_]*@' "$2"; then die "unrendered placeholder in $2"; fi
+}
+render "$HERE/nginx-upstream.conf" "$RUN_DIR/nginx-upstream.conf"
+render "$HERE/tokengate.toml.in" "$RUN_DIR/tokengate.toml"
+
+log "minting $TOKENS distinct ES256 tokens, lifetime ${LIFETIME}s"
+MINTED_AT=$(date +%s)
+timeout 300 "$MINT_BIN" --out "$RUN_DIR" --count "$TOKENS" --issuer "$ISSUER" --audience "$AUDIENCE" \
+    --lifetime-secs "$LIFETIME" >&2
+EXPIRES_AT=$(( MINTED_AT + LIFETIME + 1 ))
+"$TG_BIN" check --config "$RUN_DIR/tokengate.toml" >&2 || die "tokengate check refused the configuration"
+
+start_proc upstream "$LOAD_CPU" "$RUN_DIR/nginx-upstream.out" \
+    nginx -e "$RUN_DIR/nginx-upstream.error.log" -c "$RUN_DIR/nginx-upstream.conf"
+start_proc redis "$LOAD_CPU" "$RUN_DIR/redis.log" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
+    --save "" --appendonly no --dir "$RUN_DIR" --daemonize no
+start_proc tokengate "$PROXY_CPU" "$RUN_DIR/tokengate.log" "$TG_BIN" run --config "$RUN_DIR/tokengate.toml"
+TG_PID="${PID_OF[tokengate]}"
+status_of() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" || true; }
+for _ in $(seq 100); do
+    kill -0 "$TG_PID" 2>/dev/null || die "tokengate exited at start (log: $RUN_DIR/tokengate.log)"
+    [[ "$(status_of "http://127.0.0.1:$TG_ADMIN_PORT/readyz")" == 200 \
+        && "$(status_of "http://127.0.0.1:$UPSTREAM_PORT/")" == 200 ]] && break
+    sleep 0.1
+done
+[[ "$(status_of "http://127.0.0.1:$TG_ADMIN_PORT/readyz")" == 200 ]] || die "tokengate not ready within 10 s"
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$TG_PID/status"; }
+hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$TG_PID/status"; }
+metric() { # exact metric name (no labels): its value, or "n/a"
+    curl -s --max-time 5 "http://127.0.0.1:$TG_ADMIN_PORT/metrics" \
+        | awk -v m="$1" '$1 == m { v = $2 } END { print (v == "" ? "n/a" : v) }'
+}
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# Warm up with the long-lived token (connections, pools, allocator), then record idle.
+ES_TOKEN="$(<"$RUN_DIR/es256.token")"
+WRK_TOKEN="$ES_TOKEN" timeout 30 taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d2s \
+    -s "$HERE/wrk.lua" "http://127.0.0.1:$TG_PORT/api" >/dev/null 2>&1 || true
+sleep 1
+IDLE_RSS=$(rss_kib); IDLE_ENTRIES=$(metric tokengate_token_cache_entries)
+
+( while kill -0 "$TG_PID" 2>/dev/null; do echo "$(date +%s.%N) $(rss_kib)"; sleep 0.5; done ) \
+    >"$RUN_DIR/rss.log" 2>/dev/null &
+SAMPLER=$!
+
+log "sending each of the $TOKENS tokens once (wrk -c$CONNECTIONS, at most 600 s)"
+SEND_START=$(date +%s)
+(( SEND_START + 10 < EXPIRES_AT )) || die "minting took longer than the token lifetime: raise --lifetime"
+# wrk's thread stops after the last answer (soak.lua), but wrk itself waits for -d: poll the
+# cache-miss counter (one miss per distinct token) and end wrk with SIGINT, which prints
+# its summary.
+WRK_TOKENS_FILE="$RUN_DIR/es256-tokens.txt" taskset -c "$LOAD_CPU" \
+    wrk -t1 -c"$CONNECTIONS" -d600s --timeout 10s -s "$HERE/soak.lua" \
+    "http://127.0.0.1:$TG_PORT/api" >"$RUN_DIR/wrk.out" 2>&1 &
+WRK_PID=$!
+PID_OF[wrk]=$WRK_PID
+while kill -0 "$WRK_PID" 2>/dev/null; do
+    misses="$(metric tokengate_token_cache_misses_total)"
+    [[ "$misses" != n/a ]] && (( ${misses%.*} > TOKENS )) && break  # + 1: the warm-up token
+    (( $(date +%s) < SEND_START + 610 )) || die "the send exceeded its bound"
+    sleep 0.5
+done
+sleep 1
+kill -INT "$WRK_PID" 2>/dev/null || true
+wait "$WRK_PID" 2>/dev/null || true
+unset "PID_OF[wrk]"
+result="$(grep '^RESULT ' "$RUN_DIR/wrk.out")" || die "wrk printed no result: $(tail -3 "$RUN_DIR/wrk.out")"
+SEND_END=$(date +%s)
+field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<" $1"; }
+SENT=$(field "$result" requests); NON2XX=$(field "$result" non2xx)
+(( SEND_END < EXPIRES_AT )) || log "WARNING: the send ended after the tokens expired (raise --lifetime)"
+LOADED_RSS=$(rss_kib); LOADED_ENTRIES=$(metric tokengate_token_cache_entries)
+MISSES=$(metric tokengate_token_cache_misses_total)
+
+log "waiting for the tokens to expire (until $(date -d "@$EXPIRES_AT" +%T), at most $((LIFETIME + 60)) s)"
+deadline=$(( $(date +%s) + LIFETIME + 60 ))
+while (( $(date +%s) < EXPIRES_AT )); do
+    (( $(date +%s) < deadline )) || die "expiry wait exceeded its bound"
+    sleep 1
+done
+# Poll (bounded) until the cache reports its expired entries gone.
+for _ in $(seq 30); do
+    [[ "$(metric tokengate_token_cache_entries)" == 0 ]] && break
+    sleep 1
+done
+sleep 2
+AFTER_RSS=$(rss_kib); AFTER_ENTRIES=$(metric tokengate_token_cache_entries)
+PEAK_RSS=$(hwm_kib)
+kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true; SAMPLER=""
+SAMPLED_MAX=$(awk '$2 > m { m = $2 } END { print m + 0 }' "$RUN_DIR/rss.log")
+
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+OUT="$HERE/soak-$STAMP.md"
+{
+    echo "# tokengate memory soak — $STAMP"
+    echo
+    echo "- command: \`$CMDLINE\`; git $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "- $TOKENS distinct ES256 tokens (lifetime ${LIFETIME} s), each sent once: $SENT requests in $((SEND_END - SEND_START)) s, $NON2XX non-2xx; verified-token cache misses: $MISSES"
+    echo "- tokengate threads = 1, [cache] max_tokens = 100000 (default); load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo
+    echo "| point | RSS MiB | cache entries |"
+    echo "| --- | ---: | ---: |"
+    echo "| idle, after a warm-up with one token | $(mib "$IDLE_RSS") | $IDLE_ENTRIES |"
+    echo "| peak (VmHWM; highest 0.5 s sample $(mib "$SAMPLED_MAX")) | $(mib "$PEAK_RSS") | |"
+    echo "| every token sent once (all still valid) | $(mib "$LOADED_RSS") | $LOADED_ENTRIES |"
+    echo "| after every token expired | $(mib "$AFTER_RSS") | $AFTER_ENTRIES |"
+    echo
+    if (( PEAK_RSS < RSS_LIMIT_MIB * 1024 )); then
+        echo "Peak RSS under the ${RSS_LIMIT_MIB} MiB target."
+    else
+        echo "Peak RSS OVER the ${RSS_LIMIT_MIB} MiB target."
+    fi
+} >"$OUT"
+cat "$OUT"
+log "written to $OUT"
+[[ "$NON2XX" == 0 ]] || die "$NON2XX requests were refused (expected every token to be valid)"
