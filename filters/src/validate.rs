@@ -299,15 +299,6 @@ impl Validator {
         }
     }
 
-    /// Tokens held by the verified-token cache now, after pending evictions ran; never more
-    /// than [`TokenCacheConfig::max_entries`] (0 when the cache is disabled).
-    pub fn cached_tokens(&self) -> u64 {
-        self.cache.as_ref().map_or(0, |c| {
-            c.run_pending_tasks();
-            c.entry_count()
-        })
-    }
-
     /// Verified-token cache (hits, misses) since start.
     pub fn cache_stats(&self) -> (u64, u64) {
         (

@@ -459,7 +459,7 @@ async fn token_cache_holds_at_most_max_entries() {
     for t in &first {
         v.validate(t).await.unwrap();
     }
-    assert_eq!(v.cached_tokens(), 3);
+    assert_eq!(v.cache_entries(), 3);
     for t in &first {
         v.validate(t).await.unwrap();
     }
@@ -467,7 +467,7 @@ async fn token_cache_holds_at_most_max_entries() {
     // Far beyond it: still valid, never more than three held.
     for i in 3..200 {
         v.validate(&token(i)).await.unwrap();
-        assert!(v.cached_tokens() <= 3, "after {i} tokens");
+        assert!(v.cache_entries() <= 3, "after {i} tokens");
     }
     let _ = std::fs::remove_file(path);
 }
