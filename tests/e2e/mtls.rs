@@ -11,8 +11,7 @@ use serde_json::json;
 
 use crate::support::keys::b64;
 use crate::support::{
-    claims, issuer_toml, key, root_route, sign, wait_until, with, Gateway, JwksServer, Options,
-    Upstream,
+    claims, issuer_toml, key, root_route, sign, with, Gateway, JwksServer, Options, Upstream,
 };
 
 /// A CA and what it signs.
@@ -88,45 +87,66 @@ async fn start(mode: &str) -> Fixture {
     let cert = write(dir.path(), "server.pem", &server_cert);
     let key_file = write(dir.path(), "server.key", &server_key);
     let ca_file = write(dir.path(), "ca.pem", &ca.cert_pem);
-    let tls = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
     let issuer = key(Algorithm::ES256);
     let jwks = JwksServer::start(&[issuer]).await;
     let upstream = Upstream::start().await;
-    let body = format!(
-        "\n[tls]\nlisten = \"{tls}\"\ncert = \"{cert}\"\nkey = \"{key_file}\"\nclient_ca = \"{ca_file}\"\nclient_cert = \"{mode}\"\n{}{}",
-        issuer_toml("main", &jwks.uri(), ""),
-        root_route("").replace("{up}", &upstream.addr().to_string()),
-    );
-    let gw = Gateway::start(&body, Options::default()).await;
-    gw.wait_ready().await;
-    wait_until("the TLS listener", || async move {
-        tokio::net::TcpStream::connect(tls).await.ok().map(|_| ())
-    })
-    .await;
-    Fixture {
-        _jwks: jwks,
-        upstream,
-        gw,
-        tls,
-        _dir: dir,
-        ca,
-        client,
+    let probe = tls_client(&ca.cert_pem, Some((&client.0, &client.1)));
+    // The TLS port is picked free and released, so another process may take it before the
+    // gateway binds it: retry until our gateway answers on it (its refusal of an empty token).
+    for attempt in 1..=3 {
+        let tls = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port");
+        let body = format!(
+            "\n[tls]\nlisten = \"{tls}\"\ncert = \"{cert}\"\nkey = \"{key_file}\"\nclient_ca = \"{ca_file}\"\nclient_cert = \"{mode}\"\n{}{}",
+            issuer_toml("main", &jwks.uri(), ""),
+            root_route("").replace("{up}", &upstream.addr().to_string()),
+        );
+        let mut gw = Gateway::start(&body, Options::default()).await;
+        gw.wait_ready().await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut last = String::new();
+        while std::time::Instant::now() < deadline && gw.running() {
+            match get_tls(&probe, tls, "").await {
+                Ok((400 | 401, body)) if body.contains("error_description") => {
+                    return Fixture {
+                        _jwks: jwks,
+                        upstream,
+                        gw,
+                        tls,
+                        _dir: dir,
+                        ca,
+                        client,
+                    }
+                }
+                other => last = format!("{other:?}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        eprintln!(
+            "TLS listener attempt {attempt} on {tls} did not answer: {last}\n{}",
+            gw.logs()
+        );
     }
+    panic!("the TLS listener never answered");
 }
 
-/// `GET /orders` over TLS with `token`; `None` when the TLS handshake or request failed.
-async fn get_tls(client: &reqwest::Client, addr: SocketAddr, token: &str) -> Option<(u16, String)> {
+/// `GET /orders` over TLS with `token`; `Err` (the client's error) when the TLS handshake or
+/// the request failed.
+async fn get_tls(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    token: &str,
+) -> Result<(u16, String), String> {
     let r = client
         .get(format!("https://127.0.0.1:{}/orders", addr.port()))
         .header("authorization", format!("Bearer {token}"))
         .header("x-forwarded-client-cert", "Hash=spoofed")
         .send()
         .await
-        .ok()?;
+        .map_err(|e| format!("{e:?}"))?;
     let status = r.status().as_u16();
-    Some((status, r.text().await.unwrap_or_default()))
+    Ok((status, r.text().await.unwrap_or_default()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,12 +226,7 @@ async fn tls12_clients_resume_their_sessions_with_a_client_certificate() {
     let token = sign(key(Algorithm::ES256), &claims());
     for i in 0..3 {
         let r = get_tls(&client, f.tls, &token).await;
-        assert_eq!(
-            r.map(|(s, _)| s),
-            Some(200),
-            "request {i}:\n{}",
-            f.gw.logs()
-        );
+        assert_eq!(r.map(|(s, _)| s), Ok(200), "request {i}:\n{}", f.gw.logs());
     }
 }
 
@@ -225,15 +240,14 @@ async fn certificates_of_an_unknown_ca_fail_the_handshake_and_required_mode_need
     assert_eq!(status, 200, "{body}");
 
     let none = tls_client(&f.ca.cert_pem, None);
-    assert_eq!(
-        get_tls(&none, f.tls, &token).await,
-        None,
+    assert!(
+        get_tls(&none, f.tls, &token).await.is_err(),
         "required mode accepts no connection without a certificate"
     );
     let rogue_ca = Ca::new("rogue CA");
     let (rogue_cert, rogue_key, _) = rogue_ca.leaf("client-a", &[]);
     let rogue = tls_client(&f.ca.cert_pem, Some((&rogue_cert, &rogue_key)));
-    assert_eq!(get_tls(&rogue, f.tls, &token).await, None);
+    assert!(get_tls(&rogue, f.tls, &token).await.is_err());
     assert_eq!(f.upstream.count(), 1);
 }
 
