@@ -142,6 +142,11 @@ impl Checker<'_> {
         };
         cfg.timeout = timeout;
         cfg.allow_insecure_http = x.allow_insecure_http;
+        if !(1..=4096).contains(&x.max_concurrent) {
+            self.err(k("max_concurrent"), "must be between 1 and 4096");
+            return None;
+        }
+        cfg.max_concurrent = x.max_concurrent;
         if let Err(e) = cfg.check() {
             self.err(k("token_endpoint"), e.to_string());
             return None;

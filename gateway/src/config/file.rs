@@ -329,6 +329,13 @@ pub struct Exchanger {
     pub timeout: String,
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// Calls in flight at once; more wait (within `timeout`) for a slot.
+    #[serde(default = "default_sts_max_concurrent")]
+    pub max_concurrent: usize,
+}
+
+fn default_sts_max_concurrent() -> usize {
+    filters::exchange::DEFAULT_MAX_CONCURRENT_EXCHANGES
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -435,3 +435,22 @@ fn bad_dpop_and_step_up_settings_are_refused_with_their_keys() {
         one_error(&format!("{top}{ISSUER}{ROUTE}{route}"), key, needle);
     }
 }
+
+#[test]
+fn exchanger_concurrency_cap_is_configurable_and_bounded() {
+    std::env::set_var("TOKENGATE_TEST_STS_SECRET", "0123456789abcdef0123");
+    let x = |extra: &str| {
+        format!(
+            "{ISSUER}{ROUTE}\n[[exchanger]]\nid = \"sts\"\nkind = \"remote\"\ntoken_endpoint = \"https://sts.example.com/token\"\nclient_id = \"gw\"\nclient_secret = \"${{TOKENGATE_TEST_STS_SECRET}}\"\n{extra}"
+        )
+    };
+    let s = check(&x("")).unwrap();
+    assert_eq!(s.exchangers[0].1.max_concurrent, 64);
+    let s = check(&x("max_concurrent = 8\n")).unwrap();
+    assert_eq!(s.exchangers[0].1.max_concurrent, 8);
+    one_error(
+        &x("max_concurrent = 0\n"),
+        "exchanger[0].max_concurrent",
+        "between",
+    );
+}
