@@ -342,6 +342,15 @@ fn presented_token(session: &Session, max: usize) -> Result<Option<(Scheme, &str
     }
 }
 
+/// Bytes of the request head as received, near enough: the request target and every header
+/// line (`name: value\r\n`).
+fn header_bytes(req: &RequestHeader) -> usize {
+    let target = req.raw_path().len();
+    req.headers
+        .iter()
+        .fold(target, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
 fn request_host(req: &RequestHeader) -> &str {
     let raw = req
         .headers
@@ -405,6 +414,10 @@ impl ProxyHttp for Gateway {
         let rt = self.shared.runtime.load_full();
         ctx.runtime = Some(rt.clone());
 
+        let too_many = req.headers.len() > rt.max_header_count;
+        if too_many || header_bytes(req) > rt.max_header_bytes {
+            return self.deny(session, ctx, Denial::HeadersTooLarge).await;
+        }
         let path = req.uri.path();
         if let Err(why) = filters::route::check_path(path) {
             return self.deny(session, ctx, Denial::BadPath(why)).await;

@@ -20,6 +20,8 @@ pub enum Denial {
     Auth(AuthError),
     /// The path is refused before routing (dot segments, encoded separators).
     BadPath(&'static str),
+    /// More header fields or bytes than `max_header_count` / `max_header_size`: 431.
+    HeadersTooLarge,
     NotFound,
     MethodNotAllowed,
     /// The upstream failed: 502 or 504.
@@ -33,7 +35,10 @@ impl Denial {
     pub fn is_routing(&self) -> bool {
         matches!(
             self,
-            Denial::BadPath(_) | Denial::NotFound | Denial::MethodNotAllowed
+            Denial::BadPath(_)
+                | Denial::HeadersTooLarge
+                | Denial::NotFound
+                | Denial::MethodNotAllowed
         )
     }
 
@@ -42,6 +47,7 @@ impl Denial {
         match self {
             Denial::Auth(e) => e.reason(),
             Denial::BadPath(_) => "bad_path",
+            Denial::HeadersTooLarge => "headers_too_large",
             Denial::NotFound => "no_route",
             Denial::MethodNotAllowed => "method_not_allowed",
             Denial::Upstream(504) => "upstream_timeout",
@@ -54,6 +60,7 @@ impl Denial {
         match self {
             Denial::Auth(e) => e.status(),
             Denial::BadPath(_) => 400,
+            Denial::HeadersTooLarge => 431,
             Denial::NotFound => 404,
             Denial::MethodNotAllowed => 405,
             Denial::Upstream(code) => *code,
@@ -65,6 +72,10 @@ impl Denial {
         match self {
             Denial::Auth(e) => (e.code().as_str().unwrap_or("unauthorized"), e.description()),
             Denial::BadPath(why) => ("invalid_request", why),
+            Denial::HeadersTooLarge => (
+                "invalid_request",
+                "the request has more header fields or bytes than allowed",
+            ),
             Denial::NotFound => ("not_found", "no route matches this request"),
             Denial::MethodNotAllowed => {
                 ("method_not_allowed", "the route does not allow this method")

@@ -129,6 +129,8 @@ pub struct Runtime {
     /// headers and every route's injected names.
     pub strip_names: Vec<String>,
     pub max_token_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_header_count: usize,
     pub issuer_options: HashMap<Arc<str>, IssuerOptions>,
     pub store: Arc<StoreSlot>,
     pub revocation: RevocationSettings,
@@ -362,6 +364,8 @@ impl Runtime {
                 strip_prefix: settings.strip_prefix.clone(),
                 strip_names,
                 max_token_bytes: settings.server.max_token_bytes,
+                max_header_bytes: settings.server.max_header_bytes,
+                max_header_count: settings.server.max_header_count,
                 issuer_options,
                 store,
                 revocation: settings.revocation.clone(),

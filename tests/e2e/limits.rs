@@ -203,19 +203,58 @@ fn head_with(addr: SocketAddr, count: usize, value: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_header_count_and_size_are_bounded() {
+async fn configured_header_count_and_size_are_exact() {
     // A route that needs a token: a request the gateway parsed whole is answered 401 by the
-    // gateway itself (the upstream, hyper, has its own lower header limits).
-    let env = Env::start(&[key(Algorithm::ES256)], "", &root_route("")).await;
+    // gateway itself; one over a limit gets 431 before routing.
+    let options = Options {
+        server: "max_header_count = 20\nmax_header_size = \"4KiB\"\nmax_token_size = \"1KiB\"".into(),
+        ..Options::default()
+    };
+    let env = Env::start_with(&[key(Algorithm::ES256)], "", &root_route(""), options).await;
+    let addr = env.gw.listen;
+    assert_eq!(send_head(addr, &head_with(addr, 20, "v")).await, Some(401));
+    assert_eq!(send_head(addr, &head_with(addr, 21, "v")).await, Some(431));
+    // Bytes counted: the request target and `name: value\r\n` per header.
+    let fixed = "/a".len()
+        + ("host".len() + addr.to_string().len() + 4)
+        + ("connection".len() + "close".len() + 4)
+        + ("x-filler-0".len() + 4);
+    let exact = "v".repeat(4096 - fixed);
+    assert_eq!(
+        send_head(addr, &head_with(addr, 3, &exact)).await,
+        Some(401)
+    );
+    let over = "v".repeat(4096 - fixed + 1);
+    assert_eq!(send_head(addr, &head_with(addr, 3, &over)).await, Some(431));
+    assert_eq!(env.upstream.count(), 0);
+    assert_eq!(
+        env.gw
+            .metric_reaching(
+                "tokengate_requests_total",
+                &[("route", "_unrouted"), ("outcome", "unrouted")],
+                2.0
+            )
+            .await,
+        Some(2.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_header_count_and_size_are_bounded_by_pingora_too() {
+    let options = Options {
+        server: "max_header_count = 256\nmax_header_size = \"512KiB\"".into(),
+        ..Options::default()
+    };
+    let env = Env::start_with(&[key(Algorithm::ES256)], "", &root_route(""), options).await;
     let addr = env.gw.listen;
     // Pingora reads at most 256 header lines.
     assert_eq!(send_head(addr, &head_with(addr, 256, "v")).await, Some(401));
     let over = send_head(addr, &head_with(addr, 257, "v")).await;
     assert!(over.is_none_or(|s| s >= 400), "257 headers: {over:?}");
-    // About 1 MiB of header bytes (checked between reads): 800 KiB pass, 2 MiB do not.
+    // 400 KiB pass; 2 MiB never reach a handler (Pingora stops reading at about 1 MiB).
     let four_kib = "v".repeat(4 * 1024);
     assert_eq!(
-        send_head(addr, &head_with(addr, 2 + 200, &four_kib)).await,
+        send_head(addr, &head_with(addr, 2 + 100, &four_kib)).await,
         Some(401)
     );
     let big = "v".repeat(8 * 1024);

@@ -48,6 +48,10 @@ pub struct Server {
     pub shutdown_timeout: String,
     #[serde(default = "default_max_token_size")]
     pub max_token_size: String,
+    #[serde(default = "default_max_header_size")]
+    pub max_header_size: String,
+    #[serde(default = "default_max_header_count")]
+    pub max_header_count: usize,
     #[serde(default = "default_upgrade_sock")]
     pub upgrade_sock: String,
     #[serde(default = "default_pid_file")]
@@ -65,6 +69,8 @@ impl Default for Server {
             grace_period: default_grace(),
             shutdown_timeout: default_shutdown_timeout(),
             max_token_size: default_max_token_size(),
+            max_header_size: default_max_header_size(),
+            max_header_count: default_max_header_count(),
             upgrade_sock: default_upgrade_sock(),
             pid_file: default_pid_file(),
             public_origin: None,
@@ -80,6 +86,12 @@ fn default_grace() -> String {
 }
 fn default_shutdown_timeout() -> String {
     "5s".into()
+}
+fn default_max_header_size() -> String {
+    "32KiB".into()
+}
+fn default_max_header_count() -> usize {
+    100
 }
 fn default_max_token_size() -> String {
     "8KiB".into()

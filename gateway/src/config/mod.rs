@@ -184,6 +184,10 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
     pub max_token_bytes: usize,
+    /// Request line + headers, bytes; larger requests get 431.
+    pub max_header_bytes: usize,
+    /// Header fields; more get 431.
+    pub max_header_count: usize,
     pub upgrade_sock: String,
     pub pid_file: String,
 }

@@ -82,6 +82,21 @@ impl Checker<'_> {
         if !(256..=64 * 1024).contains(&max_token_bytes) {
             self.err("server.max_token_size", "must be between 256B and 64KiB");
         }
+        let max_header_bytes = self.size("server.max_header_size".into(), &s.max_header_size);
+        if !(1024..=512 * 1024).contains(&max_header_bytes) {
+            self.err("server.max_header_size", "must be between 1KiB and 512KiB");
+        } else if max_header_bytes <= max_token_bytes {
+            self.err(
+                "server.max_header_size",
+                "must be larger than server.max_token_size (the token travels in a header)",
+            );
+        }
+        if !(8..=256).contains(&s.max_header_count) {
+            self.err(
+                "server.max_header_count",
+                "must be between 8 and 256 (Pingora's own cap)",
+            );
+        }
         ServerSettings {
             listen: listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             admin_listen,
@@ -93,6 +108,8 @@ impl Checker<'_> {
                 .duration("server.shutdown_timeout".into(), &s.shutdown_timeout)
                 .unwrap_or_default(),
             max_token_bytes,
+            max_header_bytes,
+            max_header_count: s.max_header_count,
             upgrade_sock: s.upgrade_sock.clone(),
             pid_file: s.pid_file.clone(),
         }
