@@ -16,8 +16,13 @@ use crate::error::AuthError;
 use crate::jwks::{JwksCache, KeyLookup};
 use crate::jws::{self, Algorithm, JwsError};
 
-/// Deepest JSON nesting accepted in a token payload.
+/// Default deepest JSON nesting accepted in a token payload (16; the object itself is 1).
+/// Raising it lets a token make the parser recurse further before its signature is checked.
 pub const MAX_CLAIMS_DEPTH: usize = 16;
+
+/// Default most top-level claims accepted in a token payload (256). Real access tokens carry
+/// a few dozen; the token size bounds the count anyway.
+pub const MAX_CLAIMS: usize = 256;
 
 /// What one issuer's tokens must satisfy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,6 +277,8 @@ pub struct Validator {
     by_iss: HashMap<String, Arc<Issuer>>,
     cache: Option<Cache<[u8; 32], CachedToken>>,
     max_token_bytes: usize,
+    max_claims: usize,
+    max_claims_depth: usize,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -294,9 +301,20 @@ impl Validator {
                 .collect(),
             cache,
             max_token_bytes,
+            max_claims: MAX_CLAIMS,
+            max_claims_depth: MAX_CLAIMS_DEPTH,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
+    }
+
+    /// Sets the payload limits: at most `max_claims` top-level claims (default
+    /// [`MAX_CLAIMS`]) nested at most `max_depth` deep (default [`MAX_CLAIMS_DEPTH`]). Both are
+    /// checked before the issuer is looked up or the signature verified.
+    pub fn with_claim_limits(mut self, max_claims: usize, max_depth: usize) -> Self {
+        self.max_claims = max_claims;
+        self.max_claims_depth = max_depth;
+        self
     }
 
     /// Verified-token cache (hits, misses) since start.
@@ -335,8 +353,13 @@ impl Validator {
             self.misses.fetch_add(1, Ordering::Relaxed);
         }
         let parsed = jws::parse_compact(token).map_err(from_jws)?;
-        let claims = jws::parse_strict_object(&parsed.payload, MAX_CLAIMS_DEPTH)
+        let claims = jws::parse_strict_object(&parsed.payload, self.max_claims_depth)
             .map_err(|_| AuthError::Malformed("the token payload is not a valid JSON object"))?;
+        if claims.len() > self.max_claims {
+            return Err(AuthError::Malformed(
+                "the token has more claims than allowed",
+            ));
+        }
         let iss = match claims.get("iss") {
             Some(Value::String(s)) => s.as_str(),
             None => return Err(AuthError::InvalidClaim("the token has no iss")),

@@ -330,7 +330,8 @@ impl Runtime {
             issuers.clone(),
             settings.cache,
             settings.server.max_token_bytes,
-        );
+        )
+        .with_claim_limits(settings.server.max_claims, settings.server.max_claims_depth);
         let issuer_options = settings
             .issuers
             .iter()

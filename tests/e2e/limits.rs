@@ -207,7 +207,8 @@ async fn configured_header_count_and_size_are_exact() {
     // A route that needs a token: a request the gateway parsed whole is answered 401 by the
     // gateway itself; one over a limit gets 431 before routing.
     let options = Options {
-        server: "max_header_count = 20\nmax_header_size = \"4KiB\"\nmax_token_size = \"1KiB\"".into(),
+        server: "max_header_count = 20\nmax_header_size = \"4KiB\"\nmax_token_size = \"1KiB\""
+            .into(),
         ..Options::default()
     };
     let env = Env::start_with(&[key(Algorithm::ES256)], "", &root_route(""), options).await;

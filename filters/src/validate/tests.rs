@@ -515,3 +515,31 @@ fn route_policy_checks_issuer_scopes_and_claims() {
     let missing = RoutePolicy::new(vec![], vec![], vec![("region".into(), json!("eu"))]);
     assert!(missing.check(&t).is_err());
 }
+
+#[tokio::test]
+async fn claim_count_and_depth_limits_are_exact() {
+    let mut f = fixture(Algorithm::ES256).await;
+    let issuer = f.issuer.clone();
+    f.validator =
+        Validator::new(vec![issuer], TokenCacheConfig::default(), 8192).with_claim_limits(12, 3);
+    // `claims()` has 9 members: pad to exactly 12, then 13.
+    let mut at = claims();
+    for i in 0..3 {
+        at[format!("x{i}")] = json!(1);
+    }
+    assert!(f.check(&at).await.is_ok());
+    let mut over = at.clone();
+    over["x3"] = json!(1);
+    assert_eq!(
+        f.check(&over).await.unwrap_err(),
+        AuthError::Malformed("the token has more claims than allowed")
+    );
+    // Depth: the payload object is 1, `{"a": [[1]]}` is 3.
+    let deep = with(claims(), "nested", json!([[1]]));
+    assert!(f.check(&deep).await.is_ok());
+    let deeper = with(claims(), "nested", json!([[[1]]]));
+    assert!(matches!(
+        f.check(&deeper).await,
+        Err(AuthError::Malformed(_))
+    ));
+}

@@ -52,6 +52,10 @@ pub struct Server {
     pub max_header_size: String,
     #[serde(default = "default_max_header_count")]
     pub max_header_count: usize,
+    #[serde(default = "default_max_claims")]
+    pub max_claims: usize,
+    #[serde(default = "default_max_claims_depth")]
+    pub max_claims_depth: usize,
     #[serde(default = "default_upgrade_sock")]
     pub upgrade_sock: String,
     #[serde(default = "default_pid_file")]
@@ -71,6 +75,8 @@ impl Default for Server {
             max_token_size: default_max_token_size(),
             max_header_size: default_max_header_size(),
             max_header_count: default_max_header_count(),
+            max_claims: default_max_claims(),
+            max_claims_depth: default_max_claims_depth(),
             upgrade_sock: default_upgrade_sock(),
             pid_file: default_pid_file(),
             public_origin: None,
@@ -92,6 +98,12 @@ fn default_max_header_size() -> String {
 }
 fn default_max_header_count() -> usize {
     100
+}
+fn default_max_claims() -> usize {
+    filters::validate::MAX_CLAIMS
+}
+fn default_max_claims_depth() -> usize {
+    filters::validate::MAX_CLAIMS_DEPTH
 }
 fn default_max_token_size() -> String {
     "8KiB".into()

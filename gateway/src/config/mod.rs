@@ -188,6 +188,9 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Header fields; more get 431.
     pub max_header_count: usize,
+    /// Top-level claims of a token, and their nesting depth.
+    pub max_claims: usize,
+    pub max_claims_depth: usize,
     pub upgrade_sock: String,
     pub pid_file: String,
 }

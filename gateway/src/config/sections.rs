@@ -91,6 +91,12 @@ impl Checker<'_> {
                 "must be larger than server.max_token_size (the token travels in a header)",
             );
         }
+        if !(1..=4096).contains(&s.max_claims) {
+            self.err("server.max_claims", "must be between 1 and 4096");
+        }
+        if !(2..=64).contains(&s.max_claims_depth) {
+            self.err("server.max_claims_depth", "must be between 2 and 64");
+        }
         if !(8..=256).contains(&s.max_header_count) {
             self.err(
                 "server.max_header_count",
@@ -110,6 +116,8 @@ impl Checker<'_> {
             max_token_bytes,
             max_header_bytes,
             max_header_count: s.max_header_count,
+            max_claims: s.max_claims,
+            max_claims_depth: s.max_claims_depth,
             upgrade_sock: s.upgrade_sock.clone(),
             pid_file: s.pid_file.clone(),
         }

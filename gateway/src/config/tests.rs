@@ -437,6 +437,38 @@ fn bad_dpop_and_step_up_settings_are_refused_with_their_keys() {
 }
 
 #[test]
+fn request_and_claim_limits_are_checked() {
+    let cases = [
+        ("max_claims = 0", "server.max_claims", "between"),
+        ("max_claims_depth = 1", "server.max_claims_depth", "between"),
+        (
+            "max_header_count = 300",
+            "server.max_header_count",
+            "between",
+        ),
+        (
+            "max_header_size = \"4KiB\"",
+            "server.max_header_size",
+            "larger than",
+        ),
+        (
+            "max_header_size = \"1MiB\"",
+            "server.max_header_size",
+            "between",
+        ),
+    ];
+    for (line, key, needle) in cases {
+        one_error(&format!("[server]\n{line}\n{ISSUER}{ROUTE}"), key, needle);
+    }
+    let s = check(&format!("{ISSUER}{ROUTE}")).unwrap();
+    assert_eq!(
+        (s.server.max_header_bytes, s.server.max_header_count),
+        (32 * 1024, 100)
+    );
+    assert_eq!((s.server.max_claims, s.server.max_claims_depth), (256, 16));
+}
+
+#[test]
 fn exchanger_concurrency_cap_is_configurable_and_bounded() {
     std::env::set_var("TOKENGATE_TEST_STS_SECRET", "0123456789abcdef0123");
     let x = |extra: &str| {
