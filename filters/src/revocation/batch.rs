@@ -2,8 +2,10 @@
 //!
 //! Each tokio runtime that calls [`Batchers::check`] gets its own batcher task, so that it
 //! runs on the threads of the requests it serves and sees every check they queue in one
-//! round of the scheduler; all batchers share the store's connection (one connection per
-//! store, so a reconnection after an outage is seen by every call). A check queues its keys
+//! round of the scheduler. On a standalone Redis it also gets its own connection, opened
+//! (lazily) by its first batch, so that the connection's driver task runs on that runtime
+//! too: a check then costs no wake-up of another thread. A Cluster connection is shared by
+//! every runtime (it tracks the shards' topology once). A check queues its keys
 //! and waits for its verdict; the batcher takes every check queued when it runs (at most
 //! [`MAX_BATCH_CHECKS`]), lets the runtime run the other tasks that are ready (one
 //! `yield_now`, which may queue more checks), and sends them all as ONE `MGET`. Redis reads
@@ -44,21 +46,32 @@ struct Job {
     reply: oneshot::Sender<Result<Verdict, StoreError>>,
 }
 
+/// Opens a new lazy connection (standalone Redis), for one runtime.
+pub(super) type OpenLink = Box<dyn Fn() -> Result<Link, StoreError> + Send + Sync>;
+
 /// The batchers of one store, one per runtime that checks through it.
 pub(super) struct Batchers {
+    /// The store's shared connection, used when `open` is `None` or fails.
     link: Link,
+    open: Option<OpenLink>,
     /// Bound on one batch's `MGET`: a reply that the callers may have stopped waiting for.
     batch_limit: Duration,
-    queues: Mutex<Vec<(Id, mpsc::Sender<Job>)>>,
+    queues: Mutex<Vec<(Id, mpsc::Sender<Job>, Link)>>,
 }
 
 impl Batchers {
-    pub(super) fn new(link: Link, batch_limit: Duration) -> Self {
+    pub(super) fn new(link: Link, open: Option<OpenLink>, batch_limit: Duration) -> Self {
         Batchers {
             link,
+            open,
             batch_limit,
             queues: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The connection of the current runtime (for its other hot-path commands).
+    pub(super) fn runtime_link(&self) -> Result<Link, StoreError> {
+        self.queue().map(|(_, link)| link)
     }
 
     /// Checks `keys` (never empty) in the current runtime's next batch, within `timeout`.
@@ -68,7 +81,7 @@ impl Batchers {
         iat: Option<i64>,
         timeout: Duration,
     ) -> Result<Verdict, StoreError> {
-        let queue = self.queue()?;
+        let (queue, _) = self.queue()?;
         let (reply, answer) = oneshot::channel();
         let call = async {
             queue
@@ -85,22 +98,29 @@ impl Batchers {
         }
     }
 
-    /// The queue of the current runtime's batcher, started on first use (and again if the
-    /// previous one stopped). Batchers of runtimes that shut down are forgotten here.
-    fn queue(&self) -> Result<mpsc::Sender<Job>, StoreError> {
+    /// The queue and connection of the current runtime's batcher, started on first use (and
+    /// again if the previous one stopped). Batchers of runtimes that shut down are forgotten
+    /// here.
+    fn queue(&self) -> Result<(mpsc::Sender<Job>, Link), StoreError> {
         let runtime = Handle::try_current().map_err(|_| {
             StoreError::Unavailable("a revocation check needs a tokio runtime".into())
         })?;
         let id = runtime.id();
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, q)) = queues.iter().find(|(i, q)| *i == id && !q.is_closed()) {
-            return Ok(q.clone());
+        if let Some((_, q, link)) = queues.iter().find(|(i, q, _)| *i == id && !q.is_closed()) {
+            return Ok((q.clone(), link.clone()));
         }
-        queues.retain(|(_, q)| !q.is_closed());
+        queues.retain(|(_, q, _)| !q.is_closed());
+        // A connection of its own when possible; the shared one otherwise.
+        let link = self
+            .open
+            .as_ref()
+            .and_then(|open| open().ok())
+            .unwrap_or_else(|| self.link.clone());
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        runtime.spawn(run_batcher(rx, self.link.clone(), self.batch_limit));
-        queues.push((id, tx.clone()));
-        Ok(tx)
+        runtime.spawn(run_batcher(rx, link.clone(), self.batch_limit));
+        queues.push((id, tx.clone(), link.clone()));
+        Ok((tx, link))
     }
 }
 

@@ -9,7 +9,7 @@ use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{FromRedisValue, RedisError};
 
-use super::batch::Batchers;
+use super::batch::{Batchers, OpenLink};
 use super::{
     effective_ttl, query_keys, KeyScheme, RevocationQuery, RevocationStore, StoreError, Verdict,
 };
@@ -132,7 +132,9 @@ impl Link {
 /// Redis answers again, then succeed.
 ///
 /// `check` goes through a batcher per tokio runtime (see `batch.rs`): concurrent checks are
-/// sent as one `MGET`. Every call shares the one connection (per node on a Cluster).
+/// sent as one `MGET`. On a standalone Redis, each runtime that checks has a connection of
+/// its own for checks and one-time ids (its driver runs on that runtime); revocation writes and
+/// `ping` use the store's shared one. A Cluster connection is shared by every call.
 #[derive(Clone)]
 pub struct RedisStore {
     link: Link,
@@ -236,7 +238,12 @@ impl RedisStore {
             .into();
         let secrets: Arc<[String]> = cfg.urls.iter().flat_map(|u| url_secrets(u)).collect();
         let link = open_conn(&cfg, &target, &secrets)?;
-        let batchers = Arc::new(Batchers::new(link.clone(), cfg.connect_timeout));
+        // Standalone: each runtime that checks gets a connection of its own (see batch.rs).
+        let open: Option<OpenLink> = (!cfg.cluster).then(|| {
+            let (cfg, target, secrets) = (cfg.clone(), target.clone(), secrets.clone());
+            Box::new(move || open_conn(&cfg, &target, &secrets)) as OpenLink
+        });
+        let batchers = Arc::new(Batchers::new(link.clone(), open, cfg.connect_timeout));
         Ok(RedisStore {
             link,
             batchers,
@@ -270,9 +277,15 @@ impl RedisStore {
             .arg(key)
             .arg(value)
             .arg(ttl_ms);
-        self.run::<redis::Value>(&cmd, self.timeout)
-            .await
-            .map(|_| ())
+        // The script only ever raises the value and the TTL, so a second attempt after a
+        // failed one (a connection that had not yet seen a Redis restart) is harmless.
+        match self.run::<redis::Value>(&cmd, self.timeout).await {
+            Err(StoreError::Unavailable(_)) => self
+                .run::<redis::Value>(&cmd, self.timeout)
+                .await
+                .map(|_| ()),
+            other => other.map(|_| ()),
+        }
     }
 }
 
@@ -314,7 +327,12 @@ impl RevocationStore for RedisStore {
             .arg("NX")
             .arg("PX")
             .arg(ttl_ms);
-        let answer: redis::Value = self.run(&cmd, self.timeout).await?;
+        // On this runtime's connection, like checks: it is on the request path.
+        let answer: redis::Value = self
+            .batchers
+            .runtime_link()?
+            .run(&cmd, self.timeout)
+            .await?;
         Ok(!matches!(answer, redis::Value::Nil))
     }
 
