@@ -191,6 +191,14 @@ pub struct CompactJws<'a> {
 /// [`MAX_HEADER_DEPTH`]); `alg`; `crit`/`b64`; `kid`/`typ` types. The caller caps the token
 /// length before calling.
 pub fn parse_compact(token: &str) -> Result<CompactJws<'_>, JwsError> {
+    parse_compact_with_header(token).map(|(jws, _)| jws)
+}
+
+/// [`parse_compact`], also returning the whole protected header as parsed (for members
+/// tokens never use, such as a DPoP proof's `jwk`). The same checks apply.
+pub fn parse_compact_with_header(
+    token: &str,
+) -> Result<(CompactJws<'_>, Map<String, Value>), JwsError> {
     let bytes = token.as_bytes();
     let mut dots = [0usize; 2];
     let mut count = 0usize;
@@ -216,15 +224,16 @@ pub fn parse_compact(token: &str) -> Result<CompactJws<'_>, JwsError> {
     }
 
     let header_json = decode_segment(header_b64)?;
-    let header = parse_header(&header_json)?;
+    let (header, members) = parse_header(&header_json)?;
     let payload = decode_segment(payload_b64)?;
     let signature = decode_segment(signature_b64)?;
-    Ok(CompactJws {
+    let jws = CompactJws {
         header,
         signing_input: &bytes[..second],
         payload,
         signature,
-    })
+    };
+    Ok((jws, members))
 }
 
 fn decode_segment(segment: &[u8]) -> Result<Vec<u8>, JwsError> {
@@ -233,7 +242,7 @@ fn decode_segment(segment: &[u8]) -> Result<Vec<u8>, JwsError> {
         .map_err(|_| JwsError::Base64)
 }
 
-fn parse_header(json: &[u8]) -> Result<JoseHeader, JwsError> {
+fn parse_header(json: &[u8]) -> Result<(JoseHeader, Map<String, Value>), JwsError> {
     let header = parse_strict_object(json, MAX_HEADER_DEPTH)?;
     let alg = match header.get("alg") {
         Some(Value::String(name)) => {
@@ -247,11 +256,12 @@ fn parse_header(json: &[u8]) -> Result<JoseHeader, JwsError> {
     if header.contains_key("crit") || header.contains_key("b64") {
         return Err(JwsError::Critical);
     }
-    Ok(JoseHeader {
+    let parsed = JoseHeader {
         alg,
         kid: optional_string(&header, "kid")?,
         typ: optional_string(&header, "typ")?,
-    })
+    };
+    Ok((parsed, header))
 }
 
 fn optional_string(header: &Map<String, Value>, name: &str) -> Result<Option<String>, JwsError> {
