@@ -101,7 +101,20 @@ impl Load {
                         && sent.fetch_add(1, Ordering::SeqCst) < LOAD_REQUESTS
                     {
                         pace.tick().await;
-                        let outcome = match client.get(&url).bearer_auth(&token).send().await {
+                        let mut sent = client.get(&url).bearer_auth(&token).send().await;
+                        // A keep-alive connection the old process closes as this request goes
+                        // out is reset before any byte of an answer: like any HTTP client
+                        // (RFC 9110 §9.2.2), retry that idempotent GET once, on a new
+                        // connection. Everything else, and a second failure, counts.
+                        if let Err(e) = &sent {
+                            let text = chain(e);
+                            if text.contains("Connection reset by peer")
+                                || text.contains("connection closed before message completed")
+                            {
+                                sent = client.get(&url).bearer_auth(&token).send().await;
+                            }
+                        }
+                        let outcome = match sent {
                             Ok(r) => {
                                 let status = r.status().as_u16();
                                 match r.text().await {
