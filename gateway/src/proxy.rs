@@ -114,18 +114,19 @@ impl Gateway {
         Ok(true)
     }
 
-    /// Authenticates and authorizes against the route. `Ok(None)`: anonymous.
+    /// Authenticates and authorizes against the route: the verified token and the token as
+    /// presented (for an exchange). `Ok(None)`: anonymous.
     ///
     /// Order: token → signature and claims → binding (certificate, DPoP proof) → route
     /// policy → step-up → revocation → DPoP replay. Each store call comes after every local
     /// check, so an invalid token or proof causes no store traffic.
-    async fn authenticate(
+    async fn authenticate<'s>(
         &self,
-        session: &Session,
+        session: &'s Session,
         ctx: &mut Ctx,
         rt: &Runtime,
         route: &Route,
-    ) -> Result<Option<Arc<VerifiedToken>>, AuthError> {
+    ) -> Result<Option<(Arc<VerifiedToken>, &'s str)>, AuthError> {
         ctx.dpop_challenge = route.require_dpop;
         if route.use_dpop_nonce {
             // A fresh nonce goes on every answer of this route, refusal or not.
@@ -167,7 +168,7 @@ impl Gateway {
         if let Some(proof) = &proof {
             self.record_proof(rt, route, proof).await?;
         }
-        Ok(Some(verified))
+        Ok(Some((verified, token)))
     }
 
     /// One store round trip for the token's `jti`, family and subject. Only tokens that
@@ -234,20 +235,15 @@ impl Gateway {
     /// never reaches the exchanged-token cache.
     async fn exchange(
         &self,
-        session: &Session,
         ctx: &Ctx,
-        rt: &Runtime,
         route: &Route,
         t: &VerifiedToken,
+        subject_token: &str,
     ) -> Result<Arc<str>, filters::exchange::ExchangeError> {
         use filters::exchange::{ExchangeError, ExchangeRequest, Exchanger as _};
         let Some(x) = route.exchange.as_ref() else {
             return Err(ExchangeError::Unavailable("route has no exchange"));
         };
-        let subject_token = presented_token(session, rt.max_token_bytes)
-            .ok()
-            .flatten()
-            .map_or("", |(_, token)| token);
         let req = ExchangeRequest {
             subject: t,
             subject_token,
@@ -447,33 +443,34 @@ impl ProxyHttp for Gateway {
             ctx.outcome = Outcome::Anonymous;
             return Ok(false);
         }
-        match self.authenticate(session, ctx, &rt, &route).await {
-            Ok(Some(id)) if route.kind == RouteKind::Logout => {
-                ctx.outcome = Outcome::Allowed;
-                ctx.identity = Some(id.clone());
-                self.logout(session, ctx, &rt, &route, &id).await
-            }
-            Ok(Some(id)) if route.exchange.is_some() => {
-                ctx.outcome = Outcome::Allowed;
-                ctx.identity = Some(id.clone());
-                match self.exchange(session, ctx, &rt, &route, &id).await {
-                    Ok(token) => {
-                        ctx.backend_token = Some(token);
-                        Ok(false)
-                    }
-                    Err(e) => self.deny(session, ctx, Denial::Exchange(e)).await,
-                }
-            }
-            Ok(identity) => {
-                ctx.outcome = if identity.is_some() {
-                    Outcome::Allowed
+        let (id, exchanged) = match self.authenticate(session, ctx, &rt, &route).await {
+            Ok(Some((id, token))) => {
+                // The token as presented is only needed here, while `session` is borrowed.
+                let exchanged = if route.exchange.is_some() && route.kind != RouteKind::Logout {
+                    Some(self.exchange(ctx, &route, &id, token).await)
                 } else {
-                    Outcome::Anonymous
+                    None
                 };
-                ctx.identity = identity;
+                (id, exchanged)
+            }
+            Ok(None) => {
+                ctx.outcome = Outcome::Anonymous;
+                return Ok(false);
+            }
+            Err(e) => return self.deny(session, ctx, Denial::Auth(e)).await,
+        };
+        ctx.outcome = Outcome::Allowed;
+        ctx.identity = Some(id.clone());
+        if route.kind == RouteKind::Logout {
+            return self.logout(session, ctx, &rt, &route, &id).await;
+        }
+        match exchanged {
+            Some(Ok(token)) => {
+                ctx.backend_token = Some(token);
                 Ok(false)
             }
-            Err(e) => self.deny(session, ctx, Denial::Auth(e)).await,
+            Some(Err(e)) => self.deny(session, ctx, Denial::Exchange(e)).await,
+            None => Ok(false),
         }
     }
 
