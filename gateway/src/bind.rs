@@ -120,16 +120,14 @@ impl Gateway {
     ) -> Result<(), AuthError> {
         let m = &self.shared.metrics;
         let started = Instant::now();
-        let result = match rt.store.get() {
-            Some(store) => {
+        let result = match rt.store.connected() {
+            Ok(store) => {
                 store
                     .0
                     .use_once(&proof.replay_id(), rt.dpop.policy.replay_ttl())
                     .await
             }
-            None => Err(filters::revocation::StoreError::Unavailable(
-                "not connected yet".into(),
-            )),
+            Err(e) => Err(e),
         };
         m.dpop_replay_duration
             .observe(started.elapsed().as_secs_f64());

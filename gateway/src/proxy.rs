@@ -197,11 +197,9 @@ impl Gateway {
             iat: t.iat,
         };
         let started = Instant::now();
-        let result = match rt.store.get() {
-            Some(store) => store.0.check(&query).await,
-            None => Err(filters::revocation::StoreError::Unavailable(
-                "not connected yet".into(),
-            )),
+        let result = match rt.store.connected() {
+            Ok(store) => store.0.check(&query).await,
+            Err(e) => Err(e),
         };
         m.revocation_duration
             .observe(started.elapsed().as_secs_f64());

@@ -52,6 +52,12 @@ impl StoreSlot {
         self.current.load_full()
     }
 
+    /// The store, or the error a call would get before the Redis store is created.
+    pub fn connected(&self) -> Result<Arc<StoreBox>, filters::revocation::StoreError> {
+        self.get()
+            .ok_or_else(|| filters::revocation::StoreError::Unavailable("not connected yet".into()))
+    }
+
     /// Installs a connected store.
     pub fn set(&self, store: Box<dyn RevocationStore>) {
         self.current.store(Some(Arc::new(StoreBox(store))));
