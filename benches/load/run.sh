@@ -71,27 +71,14 @@ done
 (( RUNS <= 9 && DURATION <= 120 )) || { echo "run.sh: at most --runs 9 and --duration 120" >&2; exit 2; }
 
 LOADAVG_SCRIPT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
-log() { printf '[load %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_TAG=load
+# shellcheck source=benches/load/lib.sh
+. "$HERE/lib.sh"
 
 # ---------------------------------------------------------------- process bookkeeping
 RUN_DIR=""
 declare -A PID_OF=()       # name -> pid of every process we started and have not stopped
 
-stop_proc() { # name: SIGTERM, then SIGKILL after 5 s
-    local name="$1" pid="${PID_OF[$1]:-}"
-    [[ -n "$pid" ]] || return 0
-    unset "PID_OF[$name]"
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "$name (pid $pid) did not stop on SIGTERM: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
@@ -113,11 +100,6 @@ trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM
 trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
-start_proc() { # name cpu logfile cmd...: start pinned, in the background
-    local name="$1" cpu="$2" logfile="$3"; shift 3
-    taskset -c "$cpu" "$@" >"$logfile" 2>&1 &
-    PID_OF[$name]=$!
-}
 
 wait_http() { # name url: up to 10 s for any HTTP answer; fails if the process died
     local name="$1" url="$2" pid="${PID_OF[$1]}"
@@ -148,24 +130,11 @@ if [[ $INSTALL == 1 ]]; then
             || die "apt-get install ${missing[*]} failed"
     fi
 fi
-export PATH="$PATH:/usr/sbin:/sbin"
-for tool in nginx haproxy wrk redis-server redis-cli openssl curl taskset ss timeout; do
-    command -v "$tool" >/dev/null || die "$tool not found (run without --no-install, or install it)"
-done
+need_tools nginx haproxy wrk redis-server redis-cli openssl curl taskset ss timeout
 OHA="$(command -v oha || true)"
 [[ -z "$OHA" && -x "$HOME/.cargo/bin/oha" ]] && OHA="$HOME/.cargo/bin/oha"
 
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-TG_BIN="$TARGET_DIR/release/tokengate"
-MINT_BIN="$TARGET_DIR/release/examples/mint"
-if [[ $BUILD == 1 ]]; then
-    log "cargo build --release -p tokengate (and the mint example)"
-    ( cd "$ROOT" && cargo build --release -p tokengate && \
-        cargo build --release -p tokengate-benches --example mint ) >"/tmp/tokengate-load-build.$$.log" 2>&1 \
-        || { tail -30 "/tmp/tokengate-load-build.$$.log" >&2; die "build failed"; }
-    rm -f "/tmp/tokengate-load-build.$$.log"
-fi
-[[ -x "$TG_BIN" && -x "$MINT_BIN" ]] || die "missing $TG_BIN or $MINT_BIN (drop --skip-build)"
+build_release
 
 RUN_DIR="$(mktemp -d /tmp/tokengate-load.XXXXXX)"
 LOADAVG_START="$(cut -d' ' -f1-3 /proc/loadavg)"   # after the build, before measuring
@@ -173,21 +142,6 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 log "run directory $RUN_DIR, load average at start $LOADAVG_START"
 
 # ---------------------------------------------------------------- ports and configuration
-declare -A TAKEN=()
-# Ports are taken below the kernel's ephemeral range, so no outgoing connection (wrk, the
-# proxies' upstream connections, other work on the machine) can hold one when it is bound.
-read -r EPHEMERAL_LOW _ </proc/sys/net/ipv4/ip_local_port_range
-PORT_HIGH=$(( EPHEMERAL_LOW > 12000 ? EPHEMERAL_LOW - 1 : 65535 ))
-PORT_LOW=$(( EPHEMERAL_LOW > 12000 ? 10000 : 61000 ))
-free_port() { # a loopback TCP port nobody listens on (bounded tries)
-    local p
-    for _ in $(seq 200); do
-        p=$(( PORT_LOW + (RANDOM * 32768 + RANDOM) % (PORT_HIGH - PORT_LOW + 1) ))
-        [[ -n "${TAKEN[$p]:-}" ]] && continue
-        if [[ -z "$(ss -Htln "sport = :$p")" ]]; then TAKEN[$p]=1; echo "$p"; return 0; fi
-    done
-    die "no free port found"
-}
 UPSTREAM_PORT=$(free_port); NGINX_PROXY_PORT=$(free_port); REDIS_PORT=$(free_port)
 HAPROXY_PASS_PORT=$(free_port); HAPROXY_ES256_PORT=$(free_port)
 HAPROXY_ES256_CLAIMS_PORT=$(free_port); HAPROXY_RS256_PORT=$(free_port)

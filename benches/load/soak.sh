@@ -48,24 +48,11 @@ done
 (( TOKENS <= 1000000 && LIFETIME >= 30 && LIFETIME <= 900 )) \
     || { echo "soak.sh: --tokens at most 1000000, --lifetime 30..900" >&2; exit 2; }
 
-log() { printf '[soak %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-export PATH="$PATH:/usr/sbin:/sbin"
-for tool in nginx wrk redis-server redis-cli curl taskset ss timeout; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
-
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-TG_BIN="$TARGET_DIR/release/tokengate"
-MINT_BIN="$TARGET_DIR/release/examples/mint"
-if [[ $BUILD == 1 ]]; then
-    log "cargo build --release -p tokengate (and the mint example)"
-    ( cd "$ROOT" && cargo build --release -p tokengate && \
-        cargo build --release -p tokengate-benches --example mint ) >"/tmp/tokengate-soak-build.$$.log" 2>&1 \
-        || { tail -30 "/tmp/tokengate-soak-build.$$.log" >&2; die "build failed"; }
-    rm -f "/tmp/tokengate-soak-build.$$.log"
-fi
-[[ -x "$TG_BIN" && -x "$MINT_BIN" ]] || die "missing $TG_BIN or $MINT_BIN (drop --skip-build)"
+LOG_TAG=soak
+# shellcheck source=benches/load/lib.sh
+. "$HERE/lib.sh"
+need_tools nginx wrk redis-server redis-cli curl taskset ss timeout
+build_release
 
 RUN_DIR="$(mktemp -d /tmp/tokengate-soak.XXXXXX)"
 declare -A PID_OF=()
@@ -74,10 +61,7 @@ cleanup() {
     local rc=$? name
     trap - EXIT INT TERM
     [[ -z "$SAMPLER" ]] || { kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true; }
-    for name in "${!PID_OF[@]}"; do
-        kill -TERM "${PID_OF[$name]}" 2>/dev/null || true
-        wait "${PID_OF[$name]}" 2>/dev/null || true
-    done
+    for name in "${!PID_OF[@]}"; do stop_proc "$name"; done
     if [[ $rc == 0 ]]; then rm -rf "$RUN_DIR"; else log "run directory kept: $RUN_DIR"; fi
     exit "$rc"
 }
@@ -85,25 +69,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-start_proc() { # name cpu logfile cmd...
-    local name="$1" cpu="$2" logfile="$3"; shift 3
-    taskset -c "$cpu" "$@" >"$logfile" 2>&1 &
-    PID_OF[$name]=$!
-}
-
-read -r EPHEMERAL_LOW _ </proc/sys/net/ipv4/ip_local_port_range
-PORT_HIGH=$(( EPHEMERAL_LOW > 12000 ? EPHEMERAL_LOW - 1 : 65535 ))
-PORT_LOW=$(( EPHEMERAL_LOW > 12000 ? 10000 : 61000 ))
-declare -A TAKEN=()
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$(( PORT_LOW + (RANDOM * 32768 + RANDOM) % (PORT_HIGH - PORT_LOW + 1) ))
-        [[ -n "${TAKEN[$p]:-}" ]] && continue
-        if [[ -z "$(ss -Htln "sport = :$p")" ]]; then TAKEN[$p]=1; echo "$p"; return 0; fi
-    done
-    die "no free port found"
-}
 UPSTREAM_PORT=$(free_port); REDIS_PORT=$(free_port); TG_PORT=$(free_port); TG_ADMIN_PORT=$(free_port)
 render() { # template output
     sed -e "s#@RUN@#$RUN_DIR#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
@@ -167,9 +132,17 @@ WRK_TOKENS_FILE="$RUN_DIR/es256-tokens.txt" taskset -c "$LOAD_CPU" \
     "http://127.0.0.1:$TG_PORT/api" >"$RUN_DIR/wrk.out" 2>&1 &
 WRK_PID=$!
 PID_OF[wrk]=$WRK_PID
+# Done when the misses stop growing for 2 s after at least TOKENS - 1 new ones (wrk may
+# never send one of them: past the end it repeats the last token, which only hits).
+BASE_MISSES="$(metric tokengate_token_cache_misses_total)"; BASE_MISSES="${BASE_MISSES%.*}"
+last=-1; flat=0
 while kill -0 "$WRK_PID" 2>/dev/null; do
     misses="$(metric tokengate_token_cache_misses_total)"
-    [[ "$misses" != n/a ]] && (( ${misses%.*} > TOKENS )) && break  # + 1: the warm-up token
+    if [[ "$misses" != n/a ]]; then
+        new=$(( ${misses%.*} - BASE_MISSES ))
+        if (( new == last )); then flat=$(( flat + 1 )); else flat=0; last=$new; fi
+        (( new >= TOKENS - 1 && flat >= 4 )) && break
+    fi
     (( $(date +%s) < SEND_START + 610 )) || die "the send exceeded its bound"
     sleep 0.5
 done

@@ -1,0 +1,69 @@
+# Shared by benches/load/run.sh and benches/load/soak.sh (sourced, not run): logging, the
+# release build, pinned background processes and free loopback ports.
+#
+# Before sourcing, set LOG_TAG (the log prefix) and ROOT (the repository); the caller sets up
+# PID_OF (declare -A), RUN_DIR and its own cleanup trap.
+
+log() { printf '[%s %(%H:%M:%S)T] %s\n' "$LOG_TAG" -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+need_tools() { # tool...: die naming the first one missing
+    export PATH="$PATH:/usr/sbin:/sbin"
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "$tool not found (run benches/load/run.sh without --no-install, or install it)"
+    done
+}
+
+# The release gateway and the token minter (built unless BUILD=0).
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+TG_BIN="$TARGET_DIR/release/tokengate"
+MINT_BIN="$TARGET_DIR/release/examples/mint"
+build_release() {
+    if [[ $BUILD == 1 ]]; then
+        log "cargo build --release -p tokengate (and the mint example)"
+        local out="/tmp/tokengate-$LOG_TAG-build.$$.log"
+        ( cd "$ROOT" && cargo build --release -p tokengate && \
+            cargo build --release -p tokengate-benches --example mint ) >"$out" 2>&1 \
+            || { tail -30 "$out" >&2; die "build failed"; }
+        rm -f "$out"
+    fi
+    [[ -x "$TG_BIN" && -x "$MINT_BIN" ]] || die "missing $TG_BIN or $MINT_BIN (drop --skip-build)"
+}
+
+start_proc() { # name cpu logfile cmd...: start pinned, in the background
+    local name="$1" cpu="$2" logfile="$3"; shift 3
+    taskset -c "$cpu" "$@" >"$logfile" 2>&1 &
+    PID_OF[$name]=$!
+}
+
+stop_proc() { # name: SIGTERM, then SIGKILL after 5 s
+    local name="$1" pid="${PID_OF[$1]:-}"
+    [[ -n "$pid" ]] || return 0
+    unset "PID_OF[$name]"
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "$name (pid $pid) did not stop on SIGTERM: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+# Ports are taken below the kernel's ephemeral range, so no outgoing connection (wrk, the
+# proxies' upstream connections, other work on the machine) can hold one when it is bound.
+declare -A TAKEN=()
+read -r EPHEMERAL_LOW _ </proc/sys/net/ipv4/ip_local_port_range
+PORT_HIGH=$(( EPHEMERAL_LOW > 12000 ? EPHEMERAL_LOW - 1 : 65535 ))
+PORT_LOW=$(( EPHEMERAL_LOW > 12000 ? 10000 : 61000 ))
+free_port() { # a loopback TCP port nobody listens on (bounded tries)
+    local p
+    for _ in $(seq 200); do
+        p=$(( PORT_LOW + (RANDOM * 32768 + RANDOM) % (PORT_HIGH - PORT_LOW + 1) ))
+        [[ -n "${TAKEN[$p]:-}" ]] && continue
+        if [[ -z "$(ss -Htln "sport = :$p")" ]]; then TAKEN[$p]=1; echo "$p"; return 0; fi
+    done
+    die "no free port found"
+}
