@@ -155,6 +155,9 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     if o.threads != n.threads {
         v.push("server.threads");
     }
+    if o.work_stealing != n.work_stealing {
+        v.push("server.work_stealing");
+    }
     if old.tls != new.tls {
         v.push("tls");
     }

@@ -107,6 +107,7 @@ pub fn run(settings: Settings, upgrade: bool) -> Result<(), String> {
     let s = &settings.server;
     let conf = ServerConf {
         threads: s.threads,
+        work_stealing: s.work_stealing,
         // Pingora counts whole seconds: round up so "500ms" is not zero.
         grace_period_seconds: Some(whole_seconds(s.grace_period)),
         graceful_shutdown_timeout_seconds: Some(whole_seconds(s.shutdown_timeout)),

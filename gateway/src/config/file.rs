@@ -42,6 +42,7 @@ pub struct Server {
     pub listen: String,
     pub admin_listen: Option<String>,
     pub threads: Option<usize>,
+    pub work_stealing: Option<bool>,
     #[serde(default = "default_grace")]
     pub grace_period: String,
     #[serde(default = "default_shutdown_timeout")]
@@ -70,6 +71,7 @@ impl Default for Server {
             listen: default_listen(),
             admin_listen: None,
             threads: None,
+            work_stealing: None,
             grace_period: default_grace(),
             shutdown_timeout: default_shutdown_timeout(),
             max_token_size: default_max_token_size(),

@@ -181,6 +181,9 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
     pub threads: usize,
+    /// Tokio's work-stealing scheduler over `threads` (true), or one single-threaded
+    /// scheduler per thread, each connection staying on the thread that accepted it (false).
+    pub work_stealing: bool,
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
     pub max_token_bytes: usize,

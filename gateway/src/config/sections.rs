@@ -107,6 +107,9 @@ impl Checker<'_> {
             listen: listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             admin_listen,
             threads,
+            // One thread has nothing to steal from: its single-threaded scheduler is cheaper
+            // per request (BENCHMARKS.md). With several, balance stays Tokio's by default.
+            work_stealing: s.work_stealing.unwrap_or(threads > 1),
             grace_period: self
                 .duration("server.grace_period".into(), &s.grace_period)
                 .unwrap_or_default(),

@@ -486,3 +486,25 @@ fn exchanger_concurrency_cap_is_configurable_and_bounded() {
         "between",
     );
 }
+
+#[test]
+fn work_stealing_defaults_to_off_for_one_thread_only() {
+    let with = |server: &str| check(&format!("[server]\n{server}\n{ISSUER}{ROUTE}")).unwrap();
+    assert!(!with("threads = 1").server.work_stealing);
+    assert!(with("threads = 2").server.work_stealing);
+    assert!(
+        with("threads = 1\nwork_stealing = true")
+            .server
+            .work_stealing
+    );
+    assert!(
+        !with("threads = 4\nwork_stealing = false")
+            .server
+            .work_stealing
+    );
+    one_error(
+        &format!("[server]\nwork_stealing = \"yes\"\n{ISSUER}{ROUTE}"),
+        "server.work_stealing",
+        "invalid type",
+    );
+}
