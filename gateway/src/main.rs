@@ -8,6 +8,7 @@ mod demo;
 mod metrics;
 mod proxy;
 mod reload;
+mod request_id;
 mod respond;
 mod revoke;
 mod runtime;

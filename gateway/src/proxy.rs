@@ -361,19 +361,6 @@ fn request_host(req: &RequestHeader) -> &str {
     }
 }
 
-fn new_request_id() -> String {
-    let mut b = [0u8; 16];
-    // A failing system RNG leaves zeros: the id is for correlation, not security.
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(32);
-    for x in b {
-        s.push(char::from(HEX[usize::from(x >> 4)]));
-        s.push(char::from(HEX[usize::from(x & 0xf)]));
-    }
-    s
-}
-
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
@@ -403,7 +390,7 @@ impl ProxyHttp for Gateway {
             Some(v) if filters::headers::is_valid_request_id(v.as_bytes()) => {
                 String::from_utf8_lossy(v.as_bytes()).into_owned()
             }
-            _ => new_request_id(),
+            _ => crate::request_id::new(),
         };
         let rt = self.shared.runtime.load_full();
         ctx.runtime = Some(rt.clone());
