@@ -61,6 +61,9 @@ mod cluster_tests;
 mod keys;
 mod memory;
 mod redis_store;
+mod resp;
+#[cfg(test)]
+mod resp_tests;
 #[cfg(test)]
 mod test_redis;
 #[cfg(test)]

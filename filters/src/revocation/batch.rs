@@ -2,15 +2,16 @@
 //!
 //! Each tokio runtime that calls [`Batchers::check`] gets its own batcher task, so that it
 //! runs on the threads of the requests it serves and sees every check they queue in one
-//! round of the scheduler. On a standalone Redis it also gets its own connection, opened
-//! (lazily) by its first batch, so that the connection's driver task runs on that runtime
-//! too: a check then costs no wake-up of another thread. A Cluster connection is shared by
-//! every runtime (it tracks the shards' topology once). A check queues its keys
-//! and waits for its verdict; the batcher takes every check queued when it runs (at most
-//! [`MAX_BATCH_CHECKS`]), lets the runtime run the other tasks that are ready (one
-//! `yield_now`, which may queue more checks), and sends them all as ONE `MGET`. Redis reads
-//! and the gateway writes one command per batch, so syscalls, wake-ups and Redis work are
-//! divided by the batch size. When idle, a check is sent at once (after that one yield).
+//! round of the scheduler. On a standalone Redis over TCP the batcher owns a connection of its
+//! own and speaks RESP on it directly (`resp.rs`): a check then costs no wake-up of another
+//! task or thread. Otherwise (Cluster, Unix socket) it sends its batches on the store's
+//! shared `redis` crate connection (a Cluster connection tracks the shards' topology once).
+//! A check queues its keys and waits for its verdict; the batcher takes every check queued
+//! when it runs (at most [`MAX_BATCH_CHECKS`]), lets the runtime run the other tasks that are
+//! ready (one `yield_now`, which may queue more checks), and sends them all as ONE `MGET`.
+//! Redis reads and the gateway writes one command per batch, so syscalls, wake-ups and Redis
+//! work are divided by the batch size. When idle, a check is sent at once (after that one
+//! yield). One-time ids (`use_once`) go through the same queue, each as its own `SET … NX`.
 //!
 //! What each check sees is unchanged: its keys are read from Redis after it was queued (no
 //! result is ever reused between checks), it costs one round trip from its point of view,
@@ -24,7 +25,10 @@ use tokio::runtime::{Handle, Id};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use std::sync::Arc;
+
 use super::redis_store::Link;
+use super::resp::{run_direct, Endpoint};
 use super::{parse_before, refuses, verdict_of, Kind, StoreError, Verdict};
 
 /// Most checks combined into one `MGET` (64, so at most 192 keys). Larger batches divide the
@@ -33,45 +37,61 @@ pub(super) const MAX_BATCH_CHECKS: usize = 64;
 
 /// Most batches in flight per runtime (16). Further checks wait in the queue (within their
 /// timeout) while Redis answers slowly, so a stalled server holds a bounded number of them.
-const MAX_IN_FLIGHT: usize = 16;
+pub(super) const MAX_IN_FLIGHT: usize = 16;
 
 /// Checks that may wait for a batcher (4096 per runtime); beyond that, callers wait to queue
 /// within their own timeout.
 const QUEUE_CAPACITY: usize = 4096;
 
 /// One queued check: its keys in verdict order, the token's `iat`, where to answer.
-struct Job {
-    keys: Vec<(Kind, String)>,
-    iat: Option<i64>,
-    reply: oneshot::Sender<Result<Verdict, StoreError>>,
+pub(super) struct Job {
+    pub(super) keys: Vec<(Kind, String)>,
+    pub(super) iat: Option<i64>,
+    pub(super) reply: oneshot::Sender<Result<Verdict, StoreError>>,
 }
 
-/// Opens a new lazy connection (standalone Redis), for one runtime.
-pub(super) type OpenLink = Box<dyn Fn() -> Result<Link, StoreError> + Send + Sync>;
+/// What a batcher is asked to do.
+pub(super) enum Work {
+    Check(Job),
+    /// `SET <key> 1 NX PX <ttl_ms>`: `true` when the key was set (first use).
+    Once {
+        key: String,
+        ttl_ms: u64,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+}
 
 /// The batchers of one store, one per runtime that checks through it.
 pub(super) struct Batchers {
-    /// The store's shared connection, used when `open` is `None` or fails.
+    /// The store's shared connection, used when there is no `direct` endpoint.
     link: Link,
-    open: Option<OpenLink>,
+    /// A standalone Redis over TCP: each batcher opens its own connection to it.
+    direct: Option<Arc<Endpoint>>,
     /// Bound on one batch's `MGET`: a reply that the callers may have stopped waiting for.
     batch_limit: Duration,
-    queues: Mutex<Vec<(Id, mpsc::Sender<Job>, Link)>>,
+    queues: Mutex<Vec<(Id, mpsc::Sender<Work>)>>,
 }
 
 impl Batchers {
-    pub(super) fn new(link: Link, open: Option<OpenLink>, batch_limit: Duration) -> Self {
+    pub(super) fn new(link: Link, direct: Option<Endpoint>, batch_limit: Duration) -> Self {
         Batchers {
             link,
-            open,
+            direct: direct.map(Arc::new),
             batch_limit,
             queues: Mutex::new(Vec::new()),
         }
     }
 
-    /// The connection of the current runtime (for its other hot-path commands).
-    pub(super) fn runtime_link(&self) -> Result<Link, StoreError> {
-        self.queue().map(|(_, link)| link)
+    /// Records `key` once (`SET NX PX`) in the current runtime's queue, within `timeout`.
+    pub(super) async fn use_once(
+        &self,
+        key: String,
+        ttl_ms: u64,
+        timeout: Duration,
+    ) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.call(Work::Once { key, ttl_ms, reply }, answer, timeout)
+            .await
     }
 
     /// Checks `keys` (never empty) in the current runtime's next batch, within `timeout`.
@@ -81,11 +101,22 @@ impl Batchers {
         iat: Option<i64>,
         timeout: Duration,
     ) -> Result<Verdict, StoreError> {
-        let (queue, _) = self.queue()?;
         let (reply, answer) = oneshot::channel();
+        self.call(Work::Check(Job { keys, iat, reply }), answer, timeout)
+            .await
+    }
+
+    /// Queues `work` and waits for its `answer`, all within `timeout`.
+    async fn call<T>(
+        &self,
+        work: Work,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+        timeout: Duration,
+    ) -> Result<T, StoreError> {
+        let queue = self.queue()?;
         let call = async {
             queue
-                .send(Job { keys, iat, reply })
+                .send(work)
                 .await
                 .map_err(|_| StoreError::Unavailable("revocation batcher stopped".into()))?;
             answer.await.map_err(|_| {
@@ -98,34 +129,31 @@ impl Batchers {
         }
     }
 
-    /// The queue and connection of the current runtime's batcher, started on first use (and
-    /// again if the previous one stopped). Batchers of runtimes that shut down are forgotten
-    /// here.
-    fn queue(&self) -> Result<(mpsc::Sender<Job>, Link), StoreError> {
+    /// The queue of the current runtime's batcher, started on first use (and again if the
+    /// previous one stopped). Batchers of runtimes that shut down are forgotten here.
+    fn queue(&self) -> Result<mpsc::Sender<Work>, StoreError> {
         let runtime = Handle::try_current().map_err(|_| {
             StoreError::Unavailable("a revocation check needs a tokio runtime".into())
         })?;
         let id = runtime.id();
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, q, link)) = queues.iter().find(|(i, q, _)| *i == id && !q.is_closed()) {
-            return Ok((q.clone(), link.clone()));
+        if let Some((_, q)) = queues.iter().find(|(i, q)| *i == id && !q.is_closed()) {
+            return Ok(q.clone());
         }
-        queues.retain(|(_, q, _)| !q.is_closed());
-        // A connection of its own when possible; the shared one otherwise.
-        let link = self
-            .open
-            .as_ref()
-            .and_then(|open| open().ok())
-            .unwrap_or_else(|| self.link.clone());
+        queues.retain(|(_, q)| !q.is_closed());
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        runtime.spawn(run_batcher(rx, link.clone(), self.batch_limit));
-        queues.push((id, tx.clone(), link.clone()));
-        Ok((tx, link))
+        match &self.direct {
+            Some(endpoint) => runtime.spawn(run_direct(rx, endpoint.clone())),
+            None => runtime.spawn(run_batcher(rx, self.link.clone(), self.batch_limit)),
+        };
+        queues.push((id, tx.clone()));
+        Ok(tx)
     }
 }
 
-/// The batcher task of one runtime: runs until every sender (the store) is gone.
-async fn run_batcher(mut queue: mpsc::Receiver<Job>, link: Link, batch_limit: Duration) {
+/// The batcher task of one runtime on the shared `redis` crate connection: runs until every
+/// sender (the store) is gone.
+async fn run_batcher(mut queue: mpsc::Receiver<Work>, link: Link, batch_limit: Duration) {
     let mut in_flight = JoinSet::new();
     let mut jobs = Vec::with_capacity(MAX_BATCH_CHECKS);
     loop {
@@ -147,7 +175,15 @@ async fn run_batcher(mut queue: mpsc::Receiver<Job>, link: Link, batch_limit: Du
                 }
             }
         }
-        let batch = std::mem::replace(&mut jobs, Vec::with_capacity(MAX_BATCH_CHECKS));
+        let mut batch = Vec::with_capacity(jobs.len());
+        for work in jobs.drain(..) {
+            match work {
+                Work::Check(job) => batch.push(job),
+                Work::Once { key, ttl_ms, reply } => {
+                    in_flight.spawn(run_once(link.clone(), key, ttl_ms, reply, batch_limit));
+                }
+            }
+        }
         in_flight.spawn(run_batch(link.clone(), batch, batch_limit));
     }
     while in_flight.join_next().await.is_some() {}
@@ -188,6 +224,26 @@ async fn run_batch(link: Link, mut jobs: Vec<Job>, limit: Duration) {
     }
 }
 
+/// Sends one `SET … NX PX` and answers whether it set the key.
+async fn run_once(
+    link: Link,
+    key: String,
+    ttl_ms: u64,
+    reply: oneshot::Sender<Result<bool, StoreError>>,
+    limit: Duration,
+) {
+    if reply.is_closed() {
+        return;
+    }
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(1).arg("NX").arg("PX").arg(ttl_ms);
+    let answer = link
+        .run::<redis::Value>(&cmd, limit)
+        .await
+        .map(|v| !matches!(v, redis::Value::Nil));
+    let _ = reply.send(answer);
+}
+
 fn answer_all(jobs: Vec<Job>, e: &StoreError) {
     for job in jobs {
         let _ = job.reply.send(Err(e.clone()));
@@ -196,15 +252,15 @@ fn answer_all(jobs: Vec<Job>, e: &StoreError) {
 
 /// The verdict for one check from its values, in the order of its keys (token, family,
 /// subject): the first entry found that refuses the token.
-pub(super) fn verdict_for(
+pub(super) fn verdict_for<V: AsRef<[u8]>>(
     keys: &[(Kind, String)],
-    values: &[Option<Vec<u8>>],
+    values: &[Option<V>],
     iat: Option<i64>,
 ) -> Verdict {
     for ((kind, _), value) in keys.iter().zip(values) {
         let Some(value) = value else { continue };
         let before = match kind {
-            Kind::Subject => parse_before(value),
+            Kind::Subject => parse_before(value.as_ref()),
             Kind::Token | Kind::Family => None,
         };
         if refuses(*kind, before, iat) {

@@ -9,14 +9,15 @@ use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{FromRedisValue, RedisError};
 
-use super::batch::{Batchers, OpenLink};
+use super::batch::Batchers;
+use super::resp::Endpoint;
 use super::{
     effective_ttl, query_keys, KeyScheme, RevocationQuery, RevocationStore, StoreError, Verdict,
 };
 
 /// Longest wait between two reconnection attempts of a standalone connection (1 s): once
 /// Redis is back, the store uses it again within about this delay.
-const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
+pub(super) const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 
 /// Longest error message kept from the Redis client (bytes).
 const MAX_MESSAGE_BYTES: usize = 200;
@@ -132,9 +133,10 @@ impl Link {
 /// Redis answers again, then succeed.
 ///
 /// `check` goes through a batcher per tokio runtime (see `batch.rs`): concurrent checks are
-/// sent as one `MGET`. On a standalone Redis, each runtime that checks has a connection of
-/// its own for checks and one-time ids (its driver runs on that runtime); revocation writes and
-/// `ping` use the store's shared one. A Cluster connection is shared by every call.
+/// sent as one `MGET`. On a standalone Redis over TCP, each runtime's batcher has a connection
+/// of its own for checks and one-time ids, on which it speaks RESP itself (`resp.rs`);
+/// revocation writes and `ping` use the store's shared `redis` crate connection. A Cluster
+/// connection is shared by every call.
 #[derive(Clone)]
 pub struct RedisStore {
     link: Link,
@@ -238,12 +240,19 @@ impl RedisStore {
             .into();
         let secrets: Arc<[String]> = cfg.urls.iter().flat_map(|u| url_secrets(u)).collect();
         let link = open_conn(&cfg, &target, &secrets)?;
-        // Standalone: each runtime that checks gets a connection of its own (see batch.rs).
-        let open: Option<OpenLink> = (!cfg.cluster).then(|| {
-            let (cfg, target, secrets) = (cfg.clone(), target.clone(), secrets.clone());
-            Box::new(move || open_conn(&cfg, &target, &secrets)) as OpenLink
-        });
-        let batchers = Arc::new(Batchers::new(link.clone(), open, cfg.connect_timeout));
+        // Standalone over TCP: each runtime's batcher has a connection of its own (resp.rs).
+        let direct = match cfg.urls.as_slice() {
+            [url] if !cfg.cluster => redis::Client::open(url.as_str()).ok().and_then(|client| {
+                Endpoint::of(
+                    &client,
+                    cfg.connect_timeout,
+                    cfg.connect_timeout,
+                    secrets.clone(),
+                )
+            }),
+            _ => None,
+        };
+        let batchers = Arc::new(Batchers::new(link.clone(), direct, cfg.connect_timeout));
         Ok(RedisStore {
             link,
             batchers,
@@ -321,19 +330,10 @@ impl RevocationStore for RedisStore {
     async fn use_once(&self, id: &str, ttl: Duration) -> Result<bool, StoreError> {
         let ttl = effective_ttl(ttl)?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.keys.once_key(id))
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms);
-        // On this runtime's connection, like checks: it is on the request path.
-        let answer: redis::Value = self
-            .batchers
-            .runtime_link()?
-            .run(&cmd, self.timeout)
-            .await?;
-        Ok(!matches!(answer, redis::Value::Nil))
+        // Through this runtime's batcher, like checks: it is on the request path.
+        self.batchers
+            .use_once(self.keys.once_key(id), ttl_ms, self.timeout)
+            .await
     }
 
     /// `PING`; on a cluster, every primary must answer.
@@ -425,7 +425,7 @@ fn percent_decode(s: &str) -> String {
 
 /// A client error message made safe to return: secrets cut, control characters replaced,
 /// at most [`MAX_MESSAGE_BYTES`].
-fn sanitize(message: &str, secrets: &[String]) -> String {
+pub(super) fn sanitize(message: &str, secrets: &[String]) -> String {
     let mut out = message.to_string();
     for secret in secrets {
         out = out.replace(secret.as_str(), "***");
