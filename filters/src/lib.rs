@@ -97,13 +97,23 @@ pub fn extract_bearer(value: &[u8], max_len: usize) -> Result<Option<&str>, Auth
         .and_then(|(scheme, token)| (scheme == Scheme::Bearer).then_some(token)))
 }
 
+/// The bytes of a `token68` body, as a table: this runs for every byte of every token.
+const TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
+
 /// RFC 7235 `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn is_token68(t: &[u8]) -> bool {
     let body_end = t.iter().rposition(|b| *b != b'=').map_or(0, |i| i + 1);
-    body_end > 0
-        && t[..body_end]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(b))
+    body_end > 0 && t[..body_end].iter().all(|b| TOKEN68[usize::from(*b)])
 }
 
 #[cfg(test)]
@@ -153,6 +163,28 @@ mod tests {
             extract_bearer(b"Bearer ====", 100),
             Err(AuthError::InvalidRequest(_))
         ));
+    }
+
+    #[test]
+    fn token68_admits_exactly_its_rfc_7235_bytes() {
+        let allowed: Vec<u8> = (b'A'..=b'Z')
+            .chain(b'a'..=b'z')
+            .chain(b'0'..=b'9')
+            .chain(*b"-._~+/")
+            .collect();
+        for b in 0..=255u8 {
+            // `=` is padding: allowed at the end only.
+            let at_end = allowed.contains(&b) || b == b'=';
+            assert_eq!(is_token68(&[b'a', b]), at_end, "byte {b:#04x}");
+            assert_eq!(
+                is_token68(&[b, b'a']),
+                allowed.contains(&b),
+                "byte {b:#04x}"
+            );
+        }
+        assert!(is_token68(b"ab=="));
+        assert!(!is_token68(b"=="));
+        assert!(!is_token68(b"a=b"));
     }
 
     #[test]
