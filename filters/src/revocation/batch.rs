@@ -18,14 +18,12 @@
 //! and it is bounded by the store's per-call timeout. On a Cluster, the combined `MGET` is
 //! split per slot by the client, as a single check's is.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::runtime::{Handle, Id};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
-
-use std::sync::Arc;
 
 use super::redis_store::Link;
 use super::resp::{run_direct, Endpoint};
@@ -184,7 +182,9 @@ async fn run_batcher(mut queue: mpsc::Receiver<Work>, link: Link, batch_limit: D
                 }
             }
         }
-        in_flight.spawn(run_batch(link.clone(), batch, batch_limit));
+        if !batch.is_empty() {
+            in_flight.spawn(run_batch(link.clone(), batch, batch_limit));
+        }
     }
     while in_flight.join_next().await.is_some() {}
 }

@@ -242,14 +242,9 @@ impl RedisStore {
         let link = open_conn(&cfg, &target, &secrets)?;
         // Standalone over TCP: each runtime's batcher has a connection of its own (resp.rs).
         let direct = match cfg.urls.as_slice() {
-            [url] if !cfg.cluster => redis::Client::open(url.as_str()).ok().and_then(|client| {
-                Endpoint::of(
-                    &client,
-                    cfg.connect_timeout,
-                    cfg.connect_timeout,
-                    secrets.clone(),
-                )
-            }),
+            [url] if !cfg.cluster => redis::Client::open(url.as_str())
+                .ok()
+                .and_then(|client| Endpoint::of(&client, cfg.connect_timeout, secrets.clone())),
             _ => None,
         };
         let batchers = Arc::new(Batchers::new(link.clone(), direct, cfg.connect_timeout));

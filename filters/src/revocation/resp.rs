@@ -54,10 +54,11 @@ pub(super) struct Endpoint {
 impl Endpoint {
     /// The endpoint of a standalone `redis://host:port[/db]` URL; `None` for addresses this
     /// client does not speak (Unix sockets), which keep the `redis` crate's connection.
+    /// `connect_timeout` bounds a connection attempt, and the wait for the reply to the
+    /// oldest command in flight.
     pub(super) fn of(
         client: &redis::Client,
         connect_timeout: Duration,
-        reply_limit: Duration,
         secrets: Arc<[String]>,
     ) -> Option<Endpoint> {
         let info = client.get_connection_info();
@@ -72,7 +73,7 @@ impl Endpoint {
             password: settings.password().map(str::to_owned),
             db: settings.db(),
             connect_timeout,
-            reply_limit,
+            reply_limit: connect_timeout,
             secrets,
         })
     }
