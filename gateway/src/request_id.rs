@@ -5,7 +5,9 @@
 //! request (one `RAND_bytes` was ≈ 1.7 % of a pass-through request's CPU). Each thread draws a
 //! 128-bit seed from the system RNG once, then steps two SplitMix64 generators: each is a
 //! bijection of its counter, so a thread repeats no id for 2^64 requests, and ids of different
-//! threads or replicas collide only if their random seeds do.
+//! threads or replicas collide only if their random seeds do. One id reveals its thread's next
+//! ones; that is acceptable because a client may choose its own id anyway (a valid incoming
+//! `x-request-id` is kept), so an id is never a secret or a capability.
 
 use std::cell::Cell;
 
