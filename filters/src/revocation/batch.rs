@@ -211,6 +211,11 @@ async fn run_batch(link: Link, mut jobs: Vec<Job>, limit: Duration) {
         }
         Err(e) => return answer_all(jobs, &e),
     };
+    answer_checks(jobs, &values);
+}
+
+/// Answers each check of one `MGET` from its share of `values` (in the order of the jobs).
+pub(super) fn answer_checks<V: AsRef<[u8]>>(jobs: Vec<Job>, values: &[Option<V>]) {
     let mut start = 0;
     for job in jobs {
         let end = start + job.keys.len();
@@ -244,7 +249,7 @@ async fn run_once(
     let _ = reply.send(answer);
 }
 
-fn answer_all(jobs: Vec<Job>, e: &StoreError) {
+pub(super) fn answer_all(jobs: Vec<Job>, e: &StoreError) {
     for job in jobs {
         let _ = job.reply.send(Err(e.clone()));
     }
@@ -252,7 +257,7 @@ fn answer_all(jobs: Vec<Job>, e: &StoreError) {
 
 /// The verdict for one check from its values, in the order of its keys (token, family,
 /// subject): the first entry found that refuses the token.
-pub(super) fn verdict_for<V: AsRef<[u8]>>(
+fn verdict_for<V: AsRef<[u8]>>(
     keys: &[(Kind, String)],
     values: &[Option<V>],
     iat: Option<i64>,

@@ -30,7 +30,7 @@ mod codec;
 
 use codec::{encode, encode_mget, parse_status, parse_values, Status};
 
-use super::batch::{verdict_for, Job, Work, MAX_BATCH_CHECKS, MAX_IN_FLIGHT};
+use super::batch::{answer_all, answer_checks, Job, Work, MAX_BATCH_CHECKS, MAX_IN_FLIGHT};
 use super::redis_store::{sanitize, RECONNECT_MAX_DELAY};
 use super::StoreError;
 
@@ -184,11 +184,7 @@ enum Pending {
 impl Pending {
     fn fail(self, e: &StoreError) {
         match self {
-            Pending::Checks { jobs, .. } => {
-                for job in jobs {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-            }
+            Pending::Checks { jobs, .. } => answer_all(jobs, e),
             Pending::Once(reply) => {
                 let _ = reply.send(Err(e.clone()));
             }
@@ -262,9 +258,7 @@ impl Link {
         let conn = match self.connected().await {
             Ok(conn) => conn,
             Err(e) => {
-                for job in checks {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
+                answer_all(checks, &e);
                 for (_, _, reply) in onces {
                     let _ = reply.send(Err(e.clone()));
                 }
@@ -339,17 +333,7 @@ impl Link {
             };
             match (front, reply) {
                 (Pending::Checks { jobs, .. }, Reply::Values(Ok(values))) => {
-                    let mut start = 0;
-                    for job in jobs {
-                        let end = start + job.keys.len();
-                        let verdict = verdict_for(
-                            &job.keys,
-                            values.get(start..end).unwrap_or_default(),
-                            job.iat,
-                        );
-                        start = end;
-                        let _ = job.reply.send(Ok(verdict));
-                    }
+                    answer_checks(jobs, &values);
                 }
                 (Pending::Once(reply), Reply::Status(Status::Ok)) => {
                     let _ = reply.send(Ok(true));
