@@ -163,16 +163,7 @@ async fn run_batcher(mut queue: mpsc::Receiver<Work>, link: Link, batch_limit: D
         if queue.recv_many(&mut jobs, MAX_BATCH_CHECKS).await == 0 {
             break;
         }
-        if jobs.len() < MAX_BATCH_CHECKS {
-            // Let the tasks that are ready run first: those that check queue now.
-            tokio::task::yield_now().await;
-            while jobs.len() < MAX_BATCH_CHECKS {
-                match queue.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-        }
+        take_ready(&mut queue, &mut jobs).await;
         let mut batch = Vec::with_capacity(jobs.len());
         for work in jobs.drain(..) {
             match work {
@@ -187,6 +178,22 @@ async fn run_batcher(mut queue: mpsc::Receiver<Work>, link: Link, batch_limit: D
         }
     }
     while in_flight.join_next().await.is_some() {}
+}
+
+/// After a batch's first work arrived: lets the tasks that are ready run first (one
+/// `yield_now`; those that check queue now), then takes what they queued, up to
+/// [`MAX_BATCH_CHECKS`] in `work`.
+pub(super) async fn take_ready(queue: &mut mpsc::Receiver<Work>, work: &mut Vec<Work>) {
+    if work.len() >= MAX_BATCH_CHECKS {
+        return;
+    }
+    tokio::task::yield_now().await;
+    while work.len() < MAX_BATCH_CHECKS {
+        match queue.try_recv() {
+            Ok(w) => work.push(w),
+            Err(_) => break,
+        }
+    }
 }
 
 /// Sends one `MGET` for the checks whose callers still wait, and answers each.

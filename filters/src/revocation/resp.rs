@@ -30,7 +30,9 @@ mod codec;
 
 use codec::{encode, encode_mget, parse_status, parse_values, Status};
 
-use super::batch::{answer_all, answer_checks, Job, Work, MAX_BATCH_CHECKS, MAX_IN_FLIGHT};
+use super::batch::{
+    answer_all, answer_checks, take_ready, Job, Work, MAX_BATCH_CHECKS, MAX_IN_FLIGHT,
+};
 use super::redis_store::{sanitize, RECONNECT_MAX_DELAY};
 use super::StoreError;
 
@@ -404,16 +406,7 @@ pub(super) async fn run_direct(mut queue: mpsc::Receiver<Work>, endpoint: Arc<En
                 if n == 0 {
                     break;
                 }
-                if work.len() < MAX_BATCH_CHECKS {
-                    // Let the tasks that are ready run first: those that check queue now.
-                    tokio::task::yield_now().await;
-                    while work.len() < MAX_BATCH_CHECKS {
-                        match queue.try_recv() {
-                            Ok(w) => work.push(w),
-                            Err(_) => break,
-                        }
-                    }
-                }
+                take_ready(&mut queue, &mut work).await;
                 link.send(&mut work).await;
             },
         }
