@@ -97,18 +97,25 @@ pub fn extract_bearer(value: &[u8], max_len: usize) -> Result<Option<&str>, Auth
         .and_then(|(scheme, token)| (scheme == Scheme::Bearer).then_some(token)))
 }
 
-/// The bytes of a `token68` body, as a table: this runs for every byte of every token.
-const TOKEN68: [bool; 256] = {
+/// A byte-class table: ASCII letters and digits plus `extra`. Checks that run over every byte
+/// of a token or id index it instead of scanning a list per byte.
+pub(crate) const fn alphanumeric_and(extra: &[u8]) -> [bool; 256] {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        table[b] =
-            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        table[b] = (b as u8).is_ascii_alphanumeric();
         b += 1;
     }
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
     table
-};
+}
+
+/// The bytes of a `token68` body.
+const TOKEN68: [bool; 256] = alphanumeric_and(b"-._~+/");
 
 /// RFC 7235 `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn is_token68(t: &[u8]) -> bool {

@@ -16,22 +16,8 @@ pub const HASHED_ID_PREFIX: &str = "sha256:";
 /// Longest accepted key prefix (64 bytes).
 const MAX_PREFIX_BYTES: usize = 64;
 
-/// The bytes that may appear in a verbatim id: `A-Za-z0-9-._~:@+/=` (a table: this runs
-/// for every byte of every id on every revocation check).
-const PLAIN: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'.' | b'_' | b'~' | b':' | b'@' | b'+' | b'/' | b'='
-            );
-        b += 1;
-    }
-    table
-};
+/// The bytes that may appear in a verbatim id: `A-Za-z0-9-._~:@+/=`.
+const PLAIN: [bool; 256] = crate::alphanumeric_and(b"-._~:@+/=");
 
 fn is_plain(b: u8) -> bool {
     PLAIN[usize::from(b)]
