@@ -158,11 +158,17 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// Opens a (lazy) connection as `cfg` says.
-fn open_conn(cfg: &RedisConfig, target: &str, secrets: &Arc<[String]>) -> Result<Link, StoreError> {
+/// Opens a (lazy) connection as `cfg` says, and for a standalone Redis over TCP the endpoint
+/// each runtime's batcher connects to on its own (resp.rs).
+fn open_conn(
+    cfg: &RedisConfig,
+    target: &str,
+    secrets: &Arc<[String]>,
+) -> Result<(Link, Option<Endpoint>), StoreError> {
     let invalid = |e: RedisError| {
         StoreError::InvalidConfig(format!("{target}: {}", sanitize(&e.to_string(), secrets)))
     };
+    let mut direct = None;
     let conn = if cfg.cluster {
         if cfg.urls.is_empty() {
             return Err(StoreError::InvalidConfig(
@@ -185,16 +191,18 @@ fn open_conn(cfg: &RedisConfig, target: &str, secrets: &Arc<[String]>) -> Result
             ));
         };
         let client = redis::Client::open(url.as_str()).map_err(invalid)?;
+        direct = Endpoint::of(&client, cfg.connect_timeout, secrets.clone());
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.connect_timeout))
             .set_response_timeout(Some(cfg.connect_timeout))
             .set_max_delay(RECONNECT_MAX_DELAY);
         Conn::Single(ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)?)
     };
-    Ok(Link {
+    let link = Link {
         conn,
         secrets: secrets.clone(),
-    })
+    };
+    Ok((link, direct))
 }
 
 impl RedisStore {
@@ -239,14 +247,7 @@ impl RedisStore {
             .join(",")
             .into();
         let secrets: Arc<[String]> = cfg.urls.iter().flat_map(|u| url_secrets(u)).collect();
-        let link = open_conn(&cfg, &target, &secrets)?;
-        // Standalone over TCP: each runtime's batcher has a connection of its own (resp.rs).
-        let direct = match cfg.urls.as_slice() {
-            [url] if !cfg.cluster => redis::Client::open(url.as_str())
-                .ok()
-                .and_then(|client| Endpoint::of(&client, cfg.connect_timeout, secrets.clone())),
-            _ => None,
-        };
+        let (link, direct) = open_conn(&cfg, &target, &secrets)?;
         let batchers = Arc::new(Batchers::new(link.clone(), direct, cfg.connect_timeout));
         Ok(RedisStore {
             link,
