@@ -8,13 +8,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use moka::sync::Cache;
 use serde_json::{Map, Value};
 
 use crate::claims::VerifiedToken;
 use crate::error::AuthError;
 use crate::jwks::{JwksCache, KeyLookup};
 use crate::jws::{self, Algorithm, JwsError};
+
+mod cache;
+use cache::{Digest, TokenCache};
 
 /// Default deepest JSON nesting accepted in a token payload (16; the object itself is 1).
 /// Raising it lets a token make the parser recurse further before its signature is checked.
@@ -226,38 +228,12 @@ struct CachedToken {
     generation: u64,
 }
 
-impl Clone for CachedToken {
-    fn clone(&self) -> Self {
-        CachedToken {
-            token: self.token.clone(),
-            jwks: self.jwks.clone(),
-            generation: self.generation,
-        }
-    }
-}
-
-/// Entries expire at the token's `exp` (never later), capped at `max_ttl`.
-struct ExpireAtExp {
-    max_ttl: Duration,
-}
-
-impl moka::Expiry<[u8; 32], CachedToken> for ExpireAtExp {
-    fn expire_after_create(
-        &self,
-        _: &[u8; 32],
-        v: &CachedToken,
-        _: std::time::Instant,
-    ) -> Option<Duration> {
-        let left = u64::try_from(v.token.exp.saturating_sub(unix_now())).unwrap_or(0);
-        Some(Duration::from_secs(left).min(self.max_ttl))
-    }
-}
-
 /// Settings of the verified-token cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenCacheConfig {
     /// Most tokens held (default 100 000; 0 disables the cache). Each entry holds the
-    /// token's claims, so memory grows with this times the typical claim-set size.
+    /// token's claims, so memory grows with this times the typical claim-set size. When
+    /// full, the oldest entry goes; every entry goes at its token's `exp`.
     pub max_entries: u64,
     /// Longest an entry lives, whatever its `exp` (default 5 min).
     pub max_ttl: Duration,
@@ -275,7 +251,8 @@ impl Default for TokenCacheConfig {
 /// Validates bearer tokens against the configured issuers.
 pub struct Validator {
     by_iss: HashMap<String, Arc<Issuer>>,
-    cache: Option<Cache<[u8; 32], CachedToken>>,
+    cache: Option<TokenCache<CachedToken>>,
+    max_ttl_secs: i64,
     max_token_bytes: usize,
     max_claims: usize,
     max_claims_depth: usize,
@@ -286,20 +263,15 @@ pub struct Validator {
 impl Validator {
     /// Builds a validator. Issuers must have distinct `iss` values (checked by config).
     pub fn new(issuers: Vec<Arc<Issuer>>, cache: TokenCacheConfig, max_token_bytes: usize) -> Self {
-        let cache = (cache.max_entries > 0).then(|| {
-            Cache::builder()
-                .max_capacity(cache.max_entries)
-                .expire_after(ExpireAtExp {
-                    max_ttl: cache.max_ttl,
-                })
-                .build()
-        });
+        let max_ttl_secs = i64::try_from(cache.max_ttl.as_secs()).unwrap_or(i64::MAX);
+        let cache = (cache.max_entries > 0).then(|| TokenCache::new(cache.max_entries));
         Validator {
             by_iss: issuers
                 .into_iter()
                 .map(|i| (i.policy.issuer.clone(), i))
                 .collect(),
             cache,
+            max_ttl_secs,
             max_token_bytes,
             max_claims: MAX_CLAIMS,
             max_claims_depth: MAX_CLAIMS_DEPTH,
@@ -325,14 +297,11 @@ impl Validator {
         )
     }
 
-    /// Tokens held by the verified-token cache now (0 when it is disabled). Applies the
-    /// cache's pending evictions and expirations first, so the count is current; meant for
-    /// metrics scrapes, not for the request path.
+    /// Tokens held by the verified-token cache now (0 when it is disabled). Drops the
+    /// expired entries first, so the count is current and their memory is freed; walks every
+    /// entry, so it is meant for metrics scrapes, not for the request path.
     pub fn cache_entries(&self) -> u64 {
-        self.cache.as_ref().map_or(0, |cache| {
-            cache.run_pending_tasks();
-            cache.entry_count()
-        })
+        self.cache.as_ref().map_or(0, |cache| cache.len(unix_now()))
     }
 
     /// Validates a token. Errors name the first failed check; nothing in them comes from
@@ -344,11 +313,13 @@ impl Validator {
         let now = unix_now();
         let digest = self.cache.as_ref().map(|_| token_digest(token));
         if let (Some(cache), Some(d)) = (&self.cache, &digest) {
-            if let Some(c) = cache.get(d) {
-                if c.jwks.generation() == c.generation && now < c.token.exp {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(c.token);
-                }
+            // An entry verified with a key set that has changed since is dropped.
+            let hit = cache.get(d, now, |c| {
+                (c.jwks.generation() == c.generation).then(|| c.token.clone())
+            });
+            if let Some(token) = hit {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(token);
             }
             self.misses.fetch_add(1, Ordering::Relaxed);
         }
@@ -385,24 +356,24 @@ impl Validator {
             .map_err(|_| AuthError::BadSignature)?;
         let verified = Arc::new(issuer.policy.check_claims(claims, now)?);
         if let (Some(cache), Some(d)) = (&self.cache, digest) {
-            cache.insert(
-                d,
-                CachedToken {
-                    token: verified.clone(),
-                    jwks: issuer.jwks.clone(),
-                    generation,
-                },
-            );
+            // Dead at the token's `exp` (as the check above), and after `max_ttl` at the latest.
+            let expires_at = verified.exp.min(now.saturating_add(self.max_ttl_secs));
+            let entry = CachedToken {
+                token: verified.clone(),
+                jwks: issuer.jwks.clone(),
+                generation,
+            };
+            cache.insert(d, entry, expires_at, now);
         }
         Ok(verified)
     }
 }
 
-fn token_digest(token: &str) -> [u8; 32] {
+fn token_digest(token: &str) -> Digest {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
-    out
+    Digest(out)
 }
 
 /// Seconds since the Unix epoch.
