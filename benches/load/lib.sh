@@ -17,7 +17,7 @@ need_tools() { # tool...: die naming the first one missing
 
 # The release gateway and the token minter (built unless BUILD=0).
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-TG_BIN="$TARGET_DIR/release/tokengate"
+TG_BIN="${TG_BIN:-$TARGET_DIR/release/tokengate}"   # TG_BIN=… overrides (an older build, for an A/B)
 MINT_BIN="$TARGET_DIR/release/examples/mint"
 build_release() {
     if [[ $BUILD == 1 ]]; then

@@ -2,6 +2,8 @@
 --   WRK_TOKEN=<jwt>         send "Authorization: Bearer <jwt>" on every request
 --   WRK_TOKENS_FILE=<path>  cycle through the file's tokens (one a line), a distinct one per
 --                           request; with several threads each starts at its own offset
+--   WRK_TOKENS_START=<n>    skip the file's first n tokens (default 0), so that consecutive
+--                           runs can send tokens no earlier run sent
 -- done() prints one machine-readable RESULT line (latencies in microseconds).
 
 local tokens_file = os.getenv("WRK_TOKENS_FILE")
@@ -24,7 +26,9 @@ if tokens_file and tokens_file ~= "" then
     end
     if n == 0 then error("no tokens in " .. tokens_file) end
     local threads = tonumber(os.getenv("WRK_THREADS") or "1") or 1
-    i = math.floor((id or 0) * n / threads)
+    local start = tonumber(os.getenv("WRK_TOKENS_START") or "0") or 0
+    if start >= n then error("WRK_TOKENS_START is past the end of " .. tokens_file) end
+    i = start + math.floor((id or 0) * (n - start) / threads)
   end
   function request()
     i = i + 1
