@@ -64,8 +64,15 @@ pub const CREDENTIAL_HEADERS: [&str; 28] = [
 /// starts with the (canonical) `strip_prefix`, or equals one of the canonical names the
 /// gateway injects.
 pub fn must_strip(name: &str, strip_prefix: &str, injected: &[String]) -> bool {
-    let mut canon = [0u8; 64];
     let bytes = name.as_bytes();
+    // Names from the `http` crate are lower case already; without an `_` they are their
+    // own canonical form, and are compared as they are (every request header goes through
+    // here).
+    if !bytes.iter().any(|b| *b == b'_' || b.is_ascii_uppercase()) {
+        return (!strip_prefix.is_empty() && bytes.starts_with(strip_prefix.as_bytes()))
+            || injected.iter().any(|i| i.as_bytes() == bytes);
+    }
+    let mut canon = [0u8; 64];
     if bytes.len() > canon.len() {
         // Long names: allocate; rare.
         let c = canonical_name(name);
@@ -176,6 +183,27 @@ mod tests {
         assert!(!must_strip("accept", "x-auth-", &injected));
         let long = format!("x-auth-{}", "a".repeat(100));
         assert!(must_strip(&long, "x-auth-", &injected));
+        // Lower-case names without `_` (how the `http` crate hands them over) take the
+        // direct comparison; it must agree with the canonicalising path.
+        assert!(must_strip("x-tenant", "x-auth-", &injected));
+        assert!(!must_strip("x-tenants", "x-auth-", &injected));
+        assert!(!must_strip("x-tenan", "x-auth-", &injected));
+        assert!(!must_strip("x-auth-subject", "", &injected));
+        assert!(!must_strip("x_auth_subject", "", &injected));
+        for n in [
+            "x-auth-subject",
+            "x-tenant",
+            "accept",
+            "x-authority",
+            "x-auth",
+        ] {
+            let upper = n.to_ascii_uppercase();
+            assert_eq!(
+                must_strip(n, "x-auth-", &injected),
+                must_strip(&upper, "x-auth-", &injected),
+                "{n}"
+            );
+        }
     }
 
     #[test]
