@@ -8,8 +8,9 @@
 //! second per shard:
 //!
 //! - a look-up never returns an entry at or past its expiry, swept or not;
-//! - the map never holds more than its capacity; when a shard is full, its oldest insert goes
-//!   (tokens are inserted roughly in issue order, so that is also about the soonest to expire);
+//! - the cache never holds more than its bound, counted over all shards: an insert into a full
+//!   cache first drops the oldest insert of its own shard (tokens are inserted roughly in
+//!   issue order, so that is also about the soonest to expire);
 //! - expired entries are dropped by the next insert into their shard after they expire, and
 //!   by [`TokenCache::len`] (the metrics scrape), so memory returns once tokens expire.
 //!
@@ -18,10 +19,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Shards of a large cache (a power of two). Caches too small to give each shard
-/// [`MIN_PER_SHARD`] entries use fewer, down to one, so that a small bound stays exact.
+/// [`MIN_PER_SHARD`] entries use fewer, down to one, so that the entry a small cache evicts
+/// is its oldest.
 const MAX_SHARDS: usize = 16;
 const MIN_PER_SHARD: u64 = 1024;
 
@@ -76,27 +79,34 @@ struct Shard<V> {
 }
 
 impl<V> Shard<V> {
-    fn sweep(&mut self, now: i64) {
+    /// Drops the entries dead at `now`; returns how many.
+    fn sweep(&mut self, now: i64) -> usize {
+        let before = self.map.len();
         self.map.retain(|_, s| s.expires_at > now);
         self.order.retain(|k| self.map.contains_key(k));
         let soonest = self.map.values().map(|s| s.expires_at).min();
         self.next_sweep = soonest.unwrap_or(i64::MAX).max(now + SWEEP_EVERY);
+        before - self.map.len()
     }
 
-    /// Drops the oldest live entry.
-    fn evict_one(&mut self) {
+    /// Drops the oldest entry; false when the shard is empty.
+    fn evict_one(&mut self) -> bool {
         while let Some(k) = self.order.pop_front() {
             if self.map.remove(&k).is_some() {
-                return;
+                return true;
             }
         }
+        false
     }
 }
 
 /// A bounded map from token digest to `V`, each entry dead at its own expiry.
 pub(super) struct TokenCache<V> {
     shards: Box<[Mutex<Shard<V>>]>,
-    per_shard: usize,
+    max: usize,
+    /// Entries held, over all shards. An insert reserves its place here before it adds the
+    /// entry, so concurrent inserts into different shards cannot overshoot `max` together.
+    len: AtomicUsize,
 }
 
 impl<V> TokenCache<V> {
@@ -108,7 +118,6 @@ impl<V> TokenCache<V> {
             .clamp(1, MAX_SHARDS);
         // Round down to a power of two so that a digest byte picks the shard with a mask.
         let shards = 1usize << (usize::BITS - 1 - shards.leading_zeros());
-        let per_shard = usize::try_from(max_entries / shards as u64).unwrap_or(usize::MAX);
         TokenCache {
             shards: (0..shards)
                 .map(|_| {
@@ -119,7 +128,8 @@ impl<V> TokenCache<V> {
                     })
                 })
                 .collect(),
-            per_shard,
+            max: usize::try_from(max_entries).unwrap_or(usize::MAX),
+            len: AtomicUsize::new(0),
         }
     }
 
@@ -148,8 +158,8 @@ impl<V> TokenCache<V> {
         } else {
             None
         };
-        if found.is_none() {
-            shard.map.remove(key);
+        if found.is_none() && shard.map.remove(key).is_some() {
+            self.len.fetch_sub(1, Ordering::Relaxed);
         }
         found
     }
@@ -160,24 +170,28 @@ impl<V> TokenCache<V> {
         if expires_at <= now {
             return;
         }
-        let per_shard = self.per_shard;
         let mut guard = self.shard(&key);
         let shard = &mut *guard;
         if now >= shard.next_sweep {
-            shard.sweep(now);
+            self.len.fetch_sub(shard.sweep(now), Ordering::Relaxed);
         }
         let slot = Slot { value, expires_at };
         if let Some(old) = shard.map.get_mut(&key) {
             *old = slot;
         } else {
-            if shard.map.len() >= per_shard {
-                shard.evict_one();
+            if self.len.fetch_add(1, Ordering::Relaxed) >= self.max {
+                // Full: this shard's oldest makes room. A shard with nothing to give leaves
+                // the token uncached (it is verified again on its next use).
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                if !shard.evict_one() {
+                    return;
+                }
             }
             shard.map.insert(key, slot);
             shard.order.push_back(key);
-            // Look-ups drop entries without touching `order`; keep it within twice the
-            // shard's bound.
-            if shard.order.len() > per_shard.saturating_mul(2) {
+            // Look-ups drop entries without touching `order`; compact it once the dropped
+            // keys outnumber the live ones (amortised: each pass removes more than it keeps).
+            if shard.order.len() > 2 * shard.map.len() + 64 {
                 shard.order.retain(|k| shard.map.contains_key(k));
             }
         }
@@ -191,7 +205,7 @@ impl<V> TokenCache<V> {
             .iter()
             .map(|s| {
                 let mut shard = s.lock().unwrap_or_else(PoisonError::into_inner);
-                shard.sweep(now);
+                self.len.fetch_sub(shard.sweep(now), Ordering::Relaxed);
                 shard.map.len() as u64
             })
             .sum()

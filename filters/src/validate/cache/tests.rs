@@ -1,4 +1,5 @@
 use super::*;
+use std::sync::atomic::Ordering;
 
 /// A key whose shard byte and bucket bytes come from `n` (distinct `n` give distinct keys).
 fn key(n: u64) -> Digest {
@@ -15,8 +16,15 @@ fn live(c: &TokenCache<u64>, k: &Digest, now: i64) -> Option<u64> {
     c.get(k, now, |v| Some(*v))
 }
 
+/// Entries in the maps; also checks that the shared count agrees with them.
 fn held(c: &TokenCache<u64>) -> usize {
-    c.shards.iter().map(|s| s.lock().unwrap().map.len()).sum()
+    let n = c.shards.iter().map(|s| s.lock().unwrap().map.len()).sum();
+    assert_eq!(
+        c.len.load(Ordering::Relaxed),
+        n,
+        "the count drifted from the maps"
+    );
+    n
 }
 
 #[test]
@@ -76,12 +84,11 @@ fn replacing_a_key_updates_it_without_growing() {
 }
 
 #[test]
-fn large_cache_is_sharded_and_never_exceeds_its_bound() {
-    let c = TokenCache::<u64>::new(100_000);
-    assert_eq!(c.shards.len(), MAX_SHARDS);
-    assert_eq!(c.per_shard, 100_000 / MAX_SHARDS);
+fn large_cache_is_sharded_and_holds_exactly_its_bound() {
+    assert_eq!(TokenCache::<u64>::new(100_000).shards.len(), MAX_SHARDS);
     assert_eq!(TokenCache::<u64>::new(2048).shards.len(), 2);
     assert_eq!(TokenCache::<u64>::new(3 * 1024).shards.len(), 2);
+    assert_eq!(TokenCache::<u64>::new(1023).shards.len(), 1);
 
     let c = TokenCache::new(5000);
     assert_eq!(c.shards.len(), 4);
@@ -91,12 +98,78 @@ fn large_cache_is_sharded_and_never_exceeds_its_bound() {
             assert!(held(&c) <= 5000, "after {n}: {}", held(&c));
         }
     }
-    // Full shards evict, but not much below the bound: every shard is full.
-    assert!(held(&c) > 4900, "{}", held(&c));
+    // The bound is over all shards, so uneven shards do not evict early: exactly full.
+    assert_eq!(held(&c), 5000);
     // The newest inserts are all there.
     for n in 29_900..30_000 {
         assert_eq!(live(&c, &key(n), 1), Some(n));
     }
+}
+
+#[test]
+fn full_cache_skips_an_insert_into_an_empty_shard() {
+    let c = TokenCache::new(2048);
+    assert_eq!(c.shards.len(), 2);
+    // Fill the cache through shard 0 only (even first byte).
+    let mut n = 0u64;
+    let mut shard0 = Vec::new();
+    while shard0.len() < 2048 {
+        let k = key(n);
+        if k.0[0] & 1 == 0 {
+            c.insert(k, n, 1000, 0);
+            shard0.push(k);
+        }
+        n += 1;
+    }
+    assert_eq!(held(&c), 2048);
+    let odd = (n..).map(key).find(|k| k.0[0] & 1 == 1).unwrap();
+    c.insert(odd, 0, 1000, 0);
+    assert_eq!(live(&c, &odd, 1), None, "shard 1 had nothing to evict");
+    assert_eq!(held(&c), 2048);
+    // Shard 0 still takes new tokens, in place of its oldest.
+    let even = (n..).map(key).find(|k| k.0[0] & 1 == 0).unwrap();
+    c.insert(even, 0, 1000, 0);
+    assert_eq!(live(&c, &even, 1), Some(0));
+    assert_eq!(live(&c, &shard0[0], 1), None);
+    assert_eq!(held(&c), 2048);
+}
+
+#[test]
+fn concurrent_inserts_never_overshoot_the_bound() {
+    use std::sync::atomic::AtomicBool;
+    let c = std::sync::Arc::new(TokenCache::new(4096));
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    // Takes every shard's lock (in order; inserters hold one at a time), so each count is
+    // a consistent snapshot of all shards.
+    let checker = {
+        let (c, done) = (c.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut snapshots = 0u64;
+            while !done.load(Ordering::Relaxed) || snapshots == 0 {
+                let guards: Vec<_> = c.shards.iter().map(|s| s.lock().unwrap()).collect();
+                let n: usize = guards.iter().map(|g| g.map.len()).sum();
+                assert!(n <= 4096, "{n} entries");
+                snapshots += 1;
+            }
+            snapshots
+        })
+    };
+    let inserters: Vec<_> = (0..4u64)
+        .map(|t| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                for n in 0..20_000 {
+                    c.insert(key(t * 1_000_000 + n), n, 1000, 0);
+                }
+            })
+        })
+        .collect();
+    for t in inserters {
+        t.join().unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    assert!(checker.join().unwrap() > 0);
+    assert_eq!(held(&c), 4096);
 }
 
 #[test]
@@ -147,7 +220,12 @@ fn order_stays_bounded_when_look_ups_drop_entries() {
         c.insert(key(n), n, now + 1, now);
         // Dropped by the look-up, not by a sweep or an eviction.
         assert_eq!(c.get(&key(n), now, |_| None::<()>), None);
-        assert!(c.shards[0].lock().unwrap().order.len() <= 8);
+        let shard = c.shards[0].lock().unwrap();
+        assert!(
+            shard.order.len() <= 2 * shard.map.len() + 65,
+            "{}",
+            shard.order.len()
+        );
     }
 }
 
