@@ -82,10 +82,16 @@ impl<V> Shard<V> {
     /// Drops the entries dead at `now`; returns how many.
     fn sweep(&mut self, now: i64) -> usize {
         let before = self.map.len();
-        self.map.retain(|_, s| s.expires_at > now);
+        let mut soonest = i64::MAX;
+        self.map.retain(|_, s| {
+            let live = s.expires_at > now;
+            if live {
+                soonest = soonest.min(s.expires_at);
+            }
+            live
+        });
         self.order.retain(|k| self.map.contains_key(k));
-        let soonest = self.map.values().map(|s| s.expires_at).min();
-        self.next_sweep = soonest.unwrap_or(i64::MAX).max(now + SWEEP_EVERY);
+        self.next_sweep = soonest.max(now + SWEEP_EVERY);
         before - self.map.len()
     }
 
