@@ -1,4 +1,4 @@
-# Shared by benches/load/run.sh and benches/load/soak.sh (sourced, not run): logging, the
+# Shared by benches/load/run.sh, soak.sh, pair.sh and targets.sh (sourced, not run): logging, the
 # release build, pinned background processes and free loopback ports.
 #
 # Before sourcing, set LOG_TAG (the log prefix) and ROOT (the repository); the caller sets up
@@ -66,4 +66,41 @@ free_port() { # a loopback TCP port nobody listens on (bounded tries)
         if [[ -z "$(ss -Htln "sport = :$p")" ]]; then TAKEN[$p]=1; echo "$p"; return 0; fi
     done
     die "no free port found"
+}
+
+# Shared by run.sh and targets.sh (they define every variable named below).
+render() { # template output [MAX_TOKENS]: fills the @PLACEHOLDERS@ of benches/load's templates
+    sed -e "s#@RUN@#$RUN_DIR#g" \
+        -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
+        -e "s#@NGINX_PROXY_PORT@#$NGINX_PROXY_PORT#g" \
+        -e "s#@REDIS_PORT@#$REDIS_PORT#g" \
+        -e "s#@HAPROXY_PASS_PORT@#$HAPROXY_PASS_PORT#g" \
+        -e "s#@HAPROXY_ES256_PORT@#$HAPROXY_ES256_PORT#g" \
+        -e "s#@HAPROXY_ES256_CLAIMS_PORT@#$HAPROXY_ES256_CLAIMS_PORT#g" \
+        -e "s#@HAPROXY_RS256_PORT@#$HAPROXY_RS256_PORT#g" \
+        -e "s#@TG_PORT@#$TG_PORT#g" \
+        -e "s#@TG_ADMIN_PORT@#$TG_ADMIN_PORT#g" \
+        -e "s#@ISSUER@#$ISSUER#g" \
+        -e "s#@AUDIENCE@#$AUDIENCE#g" \
+        -e "s#@MAX_TOKENS@#${3:-100000}#g" \
+        "$1" >"$2"
+    if grep -q '@[A-Z_]*@' "$2"; then die "unrendered placeholder in $2"; fi
+}
+
+wait_http() { # name url: up to 10 s for any HTTP answer; fails if the process died
+    local name="$1" url="$2" pid="${PID_OF[$1]}"
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || die "$name exited during start-up (log in $RUN_DIR)"
+        if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
+        sleep 0.1
+    done
+    die "$name did not answer on $url within 10 s"
+}
+
+status_of() { # url [token]: HTTP status of one GET
+    if [[ -n "${2:-}" ]]; then
+        curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $2" "$1" || true
+    else
+        curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" || true
+    fi
 }

@@ -101,16 +101,6 @@ trap 'log "terminated"; exit 143' TERM
 trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
 
-wait_http() { # name url: up to 10 s for any HTTP answer; fails if the process died
-    local name="$1" url="$2" pid="${PID_OF[$1]}"
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || die "$name exited during start-up (log in $RUN_DIR)"
-        if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
-        sleep 0.1
-    done
-    die "$name did not answer on $url within 10 s"
-}
-
 # ---------------------------------------------------------------- prerequisites
 NOTES=()
 if [[ $INSTALL == 1 ]]; then
@@ -147,23 +137,6 @@ HAPROXY_PASS_PORT=$(free_port); HAPROXY_ES256_PORT=$(free_port)
 HAPROXY_ES256_CLAIMS_PORT=$(free_port); HAPROXY_RS256_PORT=$(free_port)
 TG_PORT=$(free_port); TG_ADMIN_PORT=$(free_port)
 
-render() { # template output [MAX_TOKENS]
-    sed -e "s#@RUN@#$RUN_DIR#g" \
-        -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
-        -e "s#@NGINX_PROXY_PORT@#$NGINX_PROXY_PORT#g" \
-        -e "s#@REDIS_PORT@#$REDIS_PORT#g" \
-        -e "s#@HAPROXY_PASS_PORT@#$HAPROXY_PASS_PORT#g" \
-        -e "s#@HAPROXY_ES256_PORT@#$HAPROXY_ES256_PORT#g" \
-        -e "s#@HAPROXY_ES256_CLAIMS_PORT@#$HAPROXY_ES256_CLAIMS_PORT#g" \
-        -e "s#@HAPROXY_RS256_PORT@#$HAPROXY_RS256_PORT#g" \
-        -e "s#@TG_PORT@#$TG_PORT#g" \
-        -e "s#@TG_ADMIN_PORT@#$TG_ADMIN_PORT#g" \
-        -e "s#@ISSUER@#$ISSUER#g" \
-        -e "s#@AUDIENCE@#$AUDIENCE#g" \
-        -e "s#@MAX_TOKENS@#${3:-100000}#g" \
-        "$1" >"$2"
-    if grep -q '@[A-Z_]*@' "$2"; then die "unrendered placeholder in $2"; fi
-}
 render "$HERE/nginx-upstream.conf" "$RUN_DIR/nginx-upstream.conf"
 render "$HERE/nginx-proxy.conf" "$RUN_DIR/nginx-proxy.conf"
 render "$HERE/haproxy.cfg" "$RUN_DIR/haproxy.cfg"
@@ -205,13 +178,6 @@ ERRORS=()                  # expectation failures (smoke checks, non-2xx where 2
 
 add_row() { local r="$1"; [[ -n "${RES[$r|seen]:-}" ]] || { RES[$r|seen]=1; ROWS+=("$r"); }; }
 
-status_of() { # url [token]: HTTP status of one GET
-    if [[ -n "${2:-}" ]]; then
-        curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $2" "$1" || true
-    else
-        curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" || true
-    fi
-}
 
 smoke() { # label url token expected-status
     local got; got="$(status_of "$2" "$3")"

@@ -82,18 +82,6 @@ UPSTREAM_PORT=$(free_port); NGINX_PROXY_PORT=$(free_port); REDIS_PORT=$(free_por
 HAPROXY_PASS_PORT=$(free_port); HAPROXY_ES256_PORT=$(free_port)
 HAPROXY_ES256_CLAIMS_PORT=$(free_port); HAPROXY_RS256_PORT=$(free_port)
 TG_PORT=$(free_port); TG_ADMIN_PORT=$(free_port); BARE_PORT=$(free_port)
-render() { # template output
-    sed -e "s#@RUN@#$RUN_DIR#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
-        -e "s#@NGINX_PROXY_PORT@#$NGINX_PROXY_PORT#g" -e "s#@REDIS_PORT@#$REDIS_PORT#g" \
-        -e "s#@HAPROXY_PASS_PORT@#$HAPROXY_PASS_PORT#g" \
-        -e "s#@HAPROXY_ES256_PORT@#$HAPROXY_ES256_PORT#g" \
-        -e "s#@HAPROXY_ES256_CLAIMS_PORT@#$HAPROXY_ES256_CLAIMS_PORT#g" \
-        -e "s#@HAPROXY_RS256_PORT@#$HAPROXY_RS256_PORT#g" \
-        -e "s#@TG_PORT@#$TG_PORT#g" -e "s#@TG_ADMIN_PORT@#$TG_ADMIN_PORT#g" \
-        -e "s#@ISSUER@#$ISSUER#g" -e "s#@AUDIENCE@#$AUDIENCE#g" -e "s#@MAX_TOKENS@#100000#g" \
-        "$1" >"$2"
-    if grep -q '@[A-Z_]*@' "$2"; then die "unrendered placeholder in $2"; fi
-}
 render "$HERE/nginx-upstream.conf" "$RUN_DIR/nginx-upstream.conf"
 render "$HERE/nginx-proxy.conf" "$RUN_DIR/nginx-proxy.conf"
 render "$HERE/haproxy.cfg" "$RUN_DIR/haproxy.cfg"
@@ -108,15 +96,6 @@ done
 TOKEN="$(<"$RUN_DIR/es256.token")"
 TOKENS_FILE="$RUN_DIR/es256-tokens.txt"
 
-wait_http() { # name url
-    local pid="${PID_OF[$1]}"
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || die "$1 exited during start-up (log in $RUN_DIR)"
-        if curl -s -o /dev/null --max-time 1 "$2"; then return 0; fi
-        sleep 0.1
-    done
-    die "$1 did not answer on $2 within 10 s"
-}
 start_proc upstream "$LOAD_CPU" "$RUN_DIR/upstream.out" \
     nginx -e "$RUN_DIR/upstream.error.log" -c "$RUN_DIR/nginx-upstream.conf"
 start_proc redis "$LOAD_CPU" "$RUN_DIR/redis.log" redis-server --port "$REDIS_PORT" \
@@ -134,20 +113,15 @@ wait_http upstream "$UP/"; wait_http nginx-proxy "$NP/"; wait_http haproxy "$HE/
 wait_http bare "$BP/"; wait_http tokengate "http://127.0.0.1:$TG_ADMIN_PORT/readyz"
 [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]] || die "redis-server not ready"
 
-status() { # url [token]
-    local -a hdr=()
-    [[ -z "${2:-}" ]] || hdr=(-H "Authorization: Bearer $2")
-    curl -s -o /dev/null -w '%{http_code}' --max-time 5 "${hdr[@]}" "$1" || true
-}
 expect() { # what got want
     [[ "$2" == "$3" ]] || die "smoke check failed: $1 answered $2, expected $3"
 }
-expect "haproxy ES256 valid" "$(status "$HE/api" "$TOKEN")" 200
-expect "haproxy ES256 no token" "$(status "$HE/api")" 401
-expect "tokengate /api valid" "$(status "$TG/api" "$TOKEN")" 200
-expect "tokengate /api no token" "$(status "$TG/api")" 401
-expect "tokengate /rev valid" "$(status "$TG/rev" "$TOKEN")" 200
-expect "bare pingora" "$(status "$BP/api")" 200
+expect "haproxy ES256 valid" "$(status_of "$HE/api" "$TOKEN")" 200
+expect "haproxy ES256 no token" "$(status_of "$HE/api")" 401
+expect "tokengate /api valid" "$(status_of "$TG/api" "$TOKEN")" 200
+expect "tokengate /api no token" "$(status_of "$TG/api")" 401
+expect "tokengate /rev valid" "$(status_of "$TG/rev" "$TOKEN")" 200
+expect "bare pingora" "$(status_of "$BP/api")" 200
 
 # ---------------------------------------------------------------- points and rounds
 # name|url|mode   mode: none, token (the one token), distinct (the token file from a start line)
