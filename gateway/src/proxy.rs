@@ -65,6 +65,7 @@ impl Outcome {
 
 /// Per-request context: this request's results only.
 pub struct Ctx {
+    /// When the request head had been read (`new_ctx`).
     pub(crate) start: Instant,
     pub(crate) request_id: String,
     pub(crate) runtime: Option<Arc<Runtime>>,
@@ -384,7 +385,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        ctx.start = Instant::now();
+        // `ctx.start` was taken by `new_ctx`, which Pingora calls once the request head is read.
         let req = session.req_header();
         ctx.request_id = match req.headers.get(REQUEST_ID) {
             Some(v) if filters::headers::is_valid_request_id(v.as_bytes()) => {
@@ -468,8 +469,9 @@ impl ProxyHttp for Gateway {
         };
         let addr = route.next_upstream();
         ctx.upstream = Some(addr);
-        ctx.gateway_time = Some(ctx.start.elapsed());
-        ctx.upstream_start = Some(Instant::now());
+        let now = Instant::now();
+        ctx.gateway_time = Some(now.saturating_duration_since(ctx.start));
+        ctx.upstream_start = Some(now);
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(route.connect_timeout);
         peer.options.read_timeout = Some(route.read_timeout);
@@ -606,9 +608,12 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let m = &self.shared.metrics;
         let route = ctx.route.as_ref().map_or("_unrouted", |r| &*r.id);
-        let total = ctx.start.elapsed();
-        let gateway = ctx.gateway_time.unwrap_or(total);
-        let upstream = ctx.upstream_start.map(|s| s.elapsed());
+        // One clock read for both durations (each read is a vDSO call).
+        let now = Instant::now();
+        let gateway = ctx
+            .gateway_time
+            .unwrap_or_else(|| now.saturating_duration_since(ctx.start));
+        let upstream = ctx.upstream_start.map(|s| now.saturating_duration_since(s));
         m.requests
             .with_label_values(&[route, ctx.outcome.label()])
             .inc();
