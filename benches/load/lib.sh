@@ -2,7 +2,7 @@
 # release build, pinned background processes and free loopback ports.
 #
 # Before sourcing, set LOG_TAG (the log prefix) and ROOT (the repository); the caller sets up
-# PID_OF (declare -A), RUN_DIR and its own cleanup trap.
+# PID_OF (declare -A), and RUN_DIR with its own cleanup trap or through temporary_run_dir.
 
 log() { printf '[%s %(%H:%M:%S)T] %s\n' "$LOG_TAG" -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -29,6 +29,20 @@ build_release() {
         rm -f "$out"
     fi
     [[ -x "$TG_BIN" && -x "$MINT_BIN" ]] || die "missing $TG_BIN or $MINT_BIN (drop --skip-build)"
+}
+
+temporary_run_dir() { # name: RUN_DIR in /tmp, removed on exit with every process in PID_OF
+    RUN_DIR="$(mktemp -d "/tmp/tokengate-$1.XXXXXX")"
+    trap cleanup_run_dir EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+cleanup_run_dir() {
+    local rc=$? name
+    trap - EXIT INT TERM
+    for name in "${!PID_OF[@]}"; do stop_proc "$name"; done
+    rm -rf "$RUN_DIR"
+    exit "$rc"
 }
 
 start_proc() { # name cpu logfile cmd...: start pinned, in the background

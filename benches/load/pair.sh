@@ -53,17 +53,7 @@ BUILD=0
 build_release   # only checks that the mint example exists
 
 declare -A PID_OF=()
-RUN_DIR="$(mktemp -d /tmp/tokengate-pair.XXXXXX)"
-cleanup() {
-    local rc=$? name
-    trap - EXIT INT TERM
-    for name in "${!PID_OF[@]}"; do stop_proc "$name"; done
-    rm -rf "$RUN_DIR"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+temporary_run_dir pair
 
 UPSTREAM_PORT=$(free_port); REDIS_PORT=$(free_port)
 sed -e "s#@RUN@#$RUN_DIR#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \

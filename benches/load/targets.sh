@@ -64,17 +64,7 @@ fi
 [[ -x "$BARE_BIN" ]] || die "missing $BARE_BIN (drop --skip-build)"
 
 declare -A PID_OF=()
-RUN_DIR="$(mktemp -d /tmp/tokengate-targets.XXXXXX)"
-cleanup() {
-    local rc=$? name
-    trap - EXIT INT TERM
-    for name in "${!PID_OF[@]}"; do stop_proc "$name"; done
-    rm -rf "$RUN_DIR"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+temporary_run_dir targets
 LOADAVG_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- everything up at once
