@@ -30,9 +30,7 @@ mod codec;
 
 use codec::{encode, encode_mget, parse_status, parse_values, Status};
 
-use super::batch::{
-    answer_all, answer_checks, take_ready, Job, Work, MAX_BATCH_CHECKS, MAX_IN_FLIGHT,
-};
+use super::batch::{answer_all, answer_checks, Job, Work, MAX_BATCH_CHECKS, MAX_IN_FLIGHT};
 use super::redis_store::{sanitize, RECONNECT_MAX_DELAY};
 use super::StoreError;
 
@@ -406,7 +404,10 @@ pub(super) async fn run_direct(mut queue: mpsc::Receiver<Work>, endpoint: Arc<En
                 if n == 0 {
                     break;
                 }
-                take_ready(&mut queue, &mut work).await;
+                // Sent as soon as it is taken, without first yielding to let more checks
+                // queue: the connection is pipelined, so the next batch forms while this one
+                // is in flight. Waiting for a whole wave of requests made them all wait on one
+                // reply and left the thread idle meanwhile (see `batch.rs`).
                 link.send(&mut work).await;
             },
         }
