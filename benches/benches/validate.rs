@@ -124,6 +124,11 @@ fn bench_validate(c: &mut Criterion) {
     c.bench_function("parse_compact", |b| {
         b.iter(|| filters::jws::parse_compact(black_box(&t)).expect("parse"))
     });
+    // The `Authorization` value as it arrives: scheme, then the token68 check of every byte.
+    let header = format!("Bearer {t}");
+    c.bench_function("extract_token", |b| {
+        b.iter(|| filters::extract_token(black_box(header.as_bytes()), 8192).expect("token"))
+    });
     let _ = std::fs::remove_file(path);
 }
 
