@@ -9,7 +9,9 @@
 # (release build, threads = 1), nginx as a plain reverse proxy (1 worker), HAProxy (nbthread 1)
 # checking the same ES256 token with jwt_verify. wrk drives every scenario with the same
 # settings (closed loop, -t1 -c32 by default); oha, when installed, measures latency at a
-# fixed rate. Prints one markdown table (also written to benches/load/results-<timestamp>.md).
+# fixed rate: the direct upstream, nginx as a proxy and tokengate (S2). nginx's row shows what
+# any proxy on the other core adds on this machine (the cross-core wake-ups), next to
+# tokengate's. Prints one markdown table (also written to benches/load/results-<timestamp>.md).
 #
 # CPU pinning (2 cores): the proxy under test alone on core 1 (PROXY_CPU); wrk/oha, the
 # upstream nginx and redis on core 0 (LOAD_CPU). REDIS_CPU (default LOAD_CPU) moves
@@ -333,6 +335,7 @@ S3="S3 valid, distinct tokens (cold)"; S3N="S3 valid, same token, no cache (cold
 S3R="S3 RS256, no cache (cold)"; S4="S4 valid + Redis revocation"; S6="S6 bad signature flood"
 S5="S5 valid + exchange, same token (warm)"; S5C="S5 valid + exchange, distinct tokens (cold)"
 L0="L fixed ${RATE} req/s: direct upstream"; L2="L fixed ${RATE} req/s: tokengate S2"
+LP="L fixed ${RATE} req/s: nginx proxy"
 
 SMOKED=0
 for run in $(seq "$RUNS"); do
@@ -348,6 +351,7 @@ for run in $(seq "$RUNS"); do
     wait_http nginx-proxy "$NP/"
     [[ $SMOKED == 1 ]] || smoke "nginx proxy" "$NP/api" "" 200 || true
     measure "$S1" "nginx proxy" "$NP/api" none 0
+    oha_run "$LP|nginx proxy" "$NP/api"
     stop_proc nginx-proxy
 
     # --- HAProxy
@@ -511,6 +515,8 @@ RESULTS="$HERE/results-$STAMP.md"
     if [[ -n "$OHA" ]]; then
         diff_ms "added p50 at $RATE req/s (tokengate S2 − direct)" "$L2|tokengate" "$L0|nginx upstream" p50
         diff_ms "added p99 at $RATE req/s (tokengate S2 − direct)" "$L2|tokengate" "$L0|nginx upstream" p99
+        diff_ms "added p99 at $RATE req/s (nginx proxy − direct), for reference" "$LP|nginx proxy" "$L0|nginx upstream" p99
+        diff_ms "p99 at $RATE req/s, tokengate S2 − nginx proxy" "$L2|tokengate" "$LP|nginx proxy" p99
     fi
     echo
     if [[ ${#ERRORS[@]} -eq 0 ]]; then
