@@ -1,5 +1,5 @@
 # Shared by benches/load/run.sh, soak.sh, pair.sh and targets.sh (sourced, not run): logging, the
-# release build, pinned background processes and free loopback ports.
+# release build, pinned background processes, free loopback ports and the results' last lines.
 #
 # Before sourcing, set LOG_TAG (the log prefix) and ROOT (the repository); the caller sets up
 # PID_OF (declare -A), and RUN_DIR with its own cleanup trap or through temporary_run_dir.
@@ -117,4 +117,11 @@ status_of() { # url [token]: HTTP status of one GET
     else
         curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" || true
     fi
+}
+
+report_problems() { # all-clear-message [problem...]: the message when no problem was recorded, else the list
+    local ok="$1"; shift
+    if [[ $# -eq 0 ]]; then echo "$ok"; return; fi
+    echo "Problems:"
+    printf -- '- %s\n' "$@"
 }

@@ -519,12 +519,7 @@ RESULTS="$HERE/results-$STAMP.md"
         diff_ms "p99 at $RATE req/s, tokengate S2 − nginx proxy" "$L2|tokengate" "$LP|nginx proxy" p99
     fi
     echo
-    if [[ ${#ERRORS[@]} -eq 0 ]]; then
-        echo "All smoke checks passed; every 200-scenario answered only 2xx, every flood only refusals."
-    else
-        echo "Problems:"
-        for e in "${ERRORS[@]}"; do echo "- $e"; done
-    fi
+    report_problems "All smoke checks passed; every 200-scenario answered only 2xx, every flood only refusals." "${ERRORS[@]}"
 } >"$RESULTS"
 cat "$RESULTS"
 log "results written to $RESULTS"

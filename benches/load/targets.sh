@@ -230,12 +230,7 @@ RESULTS="$HERE/targets-$(date -u +%Y%m%dT%H%M%SZ).md"
     ratio_row "S3 tokengate / haproxy ES256 (distinct tokens)" "tokengate /api distinct" "haproxy ES256 distinct" 1.0
     ratio_row "S4 / S2 tokengate" "tokengate /rev" "tokengate /api" 0.85
     echo
-    if [[ ${#PROBLEMS[@]} -eq 0 ]]; then
-        echo "Every run answered only 2xx with no socket error; tokengate's distinct-token runs had no cache hit."
-    else
-        echo "Problems:"
-        for p in "${PROBLEMS[@]}"; do echo "- $p"; done
-    fi
+    report_problems "Every run answered only 2xx with no socket error; tokengate's distinct-token runs had no cache hit." "${PROBLEMS[@]}"
 } >"$RESULTS"
 cat "$RESULTS"
 log "results written to $RESULTS"
