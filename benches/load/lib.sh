@@ -82,22 +82,16 @@ free_port() { # a loopback TCP port nobody listens on (bounded tries)
     die "no free port found"
 }
 
-# Shared by run.sh and targets.sh (they define every variable named below).
 render() { # template output [MAX_TOKENS]: fills the @PLACEHOLDERS@ of benches/load's templates
-    sed -e "s#@RUN@#$RUN_DIR#g" \
-        -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
-        -e "s#@NGINX_PROXY_PORT@#$NGINX_PROXY_PORT#g" \
-        -e "s#@REDIS_PORT@#$REDIS_PORT#g" \
-        -e "s#@HAPROXY_PASS_PORT@#$HAPROXY_PASS_PORT#g" \
-        -e "s#@HAPROXY_ES256_PORT@#$HAPROXY_ES256_PORT#g" \
-        -e "s#@HAPROXY_ES256_CLAIMS_PORT@#$HAPROXY_ES256_CLAIMS_PORT#g" \
-        -e "s#@HAPROXY_RS256_PORT@#$HAPROXY_RS256_PORT#g" \
-        -e "s#@TG_PORT@#$TG_PORT#g" \
-        -e "s#@TG_ADMIN_PORT@#$TG_ADMIN_PORT#g" \
-        -e "s#@ISSUER@#$ISSUER#g" \
-        -e "s#@AUDIENCE@#$AUDIENCE#g" \
-        -e "s#@MAX_TOKENS@#${3:-100000}#g" \
-        "$1" >"$2"
+    # @NAME@ takes $NAME when that variable is set (@RUN@ takes $RUN_DIR, @MAX_TOKENS@ the third
+    # argument, default 100000). A placeholder whose variable is unset stays, and is refused
+    # below, so each script sets only what its templates use.
+    local args=(-e "s#@RUN@#$RUN_DIR#g" -e "s#@MAX_TOKENS@#${3:-100000}#g") name
+    for name in UPSTREAM_PORT NGINX_PROXY_PORT REDIS_PORT HAPROXY_PASS_PORT HAPROXY_ES256_PORT \
+        HAPROXY_ES256_CLAIMS_PORT HAPROXY_RS256_PORT TG_PORT TG_ADMIN_PORT ISSUER AUDIENCE; do
+        if [[ -n "${!name:-}" ]]; then args+=(-e "s#@$name@#${!name}#g"); fi
+    done
+    sed "${args[@]}" "$1" >"$2"
     if grep -q '@[A-Z_]*@' "$2"; then die "unrendered placeholder in $2"; fi
 }
 

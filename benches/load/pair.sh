@@ -56,13 +56,12 @@ declare -A PID_OF=()
 temporary_run_dir pair
 
 UPSTREAM_PORT=$(free_port); REDIS_PORT=$(free_port)
-sed -e "s#@RUN@#$RUN_DIR#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
-    "$HERE/nginx-upstream.conf" >"$RUN_DIR/nginx-upstream.conf"
+ISSUER="https://idp.bench.local"; AUDIENCE="bench-api"
+render "$HERE/nginx-upstream.conf" "$RUN_DIR/nginx-upstream.conf"
 start_proc upstream 0 "$RUN_DIR/upstream.log" nginx -c "$RUN_DIR/nginx-upstream.conf"
 start_proc redis 0 "$RUN_DIR/redis.log" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
     --save "" --appendonly no
-timeout 120 "$MINT_BIN" --out "$RUN_DIR" --count 1 --issuer https://idp.bench.local \
-    --audience bench-api >&2
+timeout 120 "$MINT_BIN" --out "$RUN_DIR" --count 1 --issuer "$ISSUER" --audience "$AUDIENCE" >&2
 TOKEN="$(<"$RUN_DIR/es256.token")"
 
 start_gateway() { # name binary: starts it and sets GW_PORT (not in a subshell: PID_OF)
@@ -70,16 +69,11 @@ start_gateway() { # name binary: starts it and sets GW_PORT (not in a subshell: 
     port=$(free_port); admin=$(free_port)
     mkdir -p "$dir"
     cp "$RUN_DIR/jwks.json" "$dir/jwks.json"
-    sed -e "s#@RUN@#$dir#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" -e "s#@TG_PORT@#$port#g" \
-        -e "s#@TG_ADMIN_PORT@#$admin#g" -e "s#@REDIS_PORT@#$REDIS_PORT#g" \
-        -e "s#@ISSUER@#https://idp.bench.local#g" -e "s#@AUDIENCE@#bench-api#g" \
-        -e "s#@MAX_TOKENS@#100000#g" "$HERE/tokengate.toml.in" >"$dir/tokengate.toml"
+    RUN_DIR="$dir" TG_PORT="$port" TG_ADMIN_PORT="$admin" \
+        render "$HERE/tokengate.toml.in" "$dir/tokengate.toml"
     start_proc "$name" 1 "$dir/tokengate.log" "$bin" run --config "$dir/tokengate.toml"
-    for _ in $(seq 100); do
-        if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then GW_PORT=$port; return 0; fi
-        sleep 0.1
-    done
-    die "$name did not answer within 10 s (log: $dir/tokengate.log)"
+    wait_http "$name" "http://127.0.0.1:$port/"
+    GW_PORT=$port
 }
 start_gateway a "$A"; PORT_A=$GW_PORT; PORT_B=$GW_PORT
 if [[ "$B" != "$A" ]]; then start_gateway b "$B"; PORT_B=$GW_PORT; fi

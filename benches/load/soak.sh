@@ -77,13 +77,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 UPSTREAM_PORT=$(free_port); REDIS_PORT=$(free_port); TG_PORT=$(free_port); TG_ADMIN_PORT=$(free_port)
-render() { # template output
-    sed -e "s#@RUN@#$RUN_DIR#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
-        -e "s#@REDIS_PORT@#$REDIS_PORT#g" -e "s#@TG_PORT@#$TG_PORT#g" \
-        -e "s#@TG_ADMIN_PORT@#$TG_ADMIN_PORT#g" -e "s#@ISSUER@#$ISSUER#g" \
-        -e "s#@AUDIENCE@#$AUDIENCE#g" -e "s#@MAX_TOKENS@#100000#g" "$1" >"$2"
-    if grep -q '@[A-Z_]*@' "$2"; then die "unrendered placeholder in $2"; fi
-}
 render "$HERE/nginx-upstream.conf" "$RUN_DIR/nginx-upstream.conf"
 render "$HERE/tokengate.toml.in" "$RUN_DIR/tokengate.toml"
 
