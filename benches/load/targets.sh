@@ -79,11 +79,11 @@ render "$HERE/nginx-upstream.conf" "$RUN_DIR/nginx-upstream.conf"
 render "$HERE/nginx-proxy.conf" "$RUN_DIR/nginx-proxy.conf"
 render "$HERE/haproxy.cfg" "$RUN_DIR/haproxy.cfg"
 render "$HERE/tokengate.toml.in" "$RUN_DIR/tokengate.toml"
-TG_CACHED_PORT=$TG_PORT; TG_CACHED_ADMIN_PORT=$TG_ADMIN_PORT
-TG_PORT=$(free_port); TG_ADMIN_PORT=$(free_port)
-render "$HERE/tokengate.toml.in" "$RUN_DIR/tokengate-nocache.toml" 0
-TG_NC="http://127.0.0.1:$TG_PORT"; TG_NC_ADMIN_PORT=$TG_ADMIN_PORT
-TG_PORT=$TG_CACHED_PORT; TG_ADMIN_PORT=$TG_CACHED_ADMIN_PORT
+# The uncached gateway: its own directory (pid file, upgrade socket), the same keys.
+TG_NC_PORT=$(free_port); TG_NC_ADMIN_PORT=$(free_port); TG_NC_DIR="$RUN_DIR/nocache"
+mkdir -p "$TG_NC_DIR"
+RUN_DIR="$TG_NC_DIR" TG_PORT="$TG_NC_PORT" TG_ADMIN_PORT="$TG_NC_ADMIN_PORT" \
+    render "$HERE/tokengate.toml.in" "$TG_NC_DIR/tokengate.toml" 0
 
 log "minting keys and $TOKENS distinct ES256 tokens"
 timeout 600 "$MINT_BIN" --out "$RUN_DIR" --count "$TOKENS" --issuer "$ISSUER" --audience "$AUDIENCE" >&2
@@ -93,6 +93,7 @@ for alg in es256 rs256; do
 done
 TOKEN="$(<"$RUN_DIR/es256.token")"
 TOKENS_FILE="$RUN_DIR/es256-tokens.txt"
+cp "$RUN_DIR/jwks.json" "$TG_NC_DIR/jwks.json"
 
 start_proc upstream "$LOAD_CPU" "$RUN_DIR/upstream.out" \
     nginx -e "$RUN_DIR/upstream.error.log" -c "$RUN_DIR/nginx-upstream.conf"
@@ -104,11 +105,11 @@ start_proc haproxy "$PROXY_CPU" "$RUN_DIR/haproxy.log" haproxy -db -f "$RUN_DIR/
 start_proc bare "$PROXY_CPU" "$RUN_DIR/bare.log" "$BARE_BIN" \
     --listen "127.0.0.1:$BARE_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT"
 start_proc tokengate "$PROXY_CPU" "$RUN_DIR/tokengate.log" "$TG_BIN" run --config "$RUN_DIR/tokengate.toml"
-start_proc tokengate-nocache "$PROXY_CPU" "$RUN_DIR/tokengate-nocache.log" "$TG_BIN" run \
-    --config "$RUN_DIR/tokengate-nocache.toml"
+start_proc tokengate-nocache "$PROXY_CPU" "$TG_NC_DIR/tokengate.log" "$TG_BIN" run \
+    --config "$TG_NC_DIR/tokengate.toml"
 UP="http://127.0.0.1:$UPSTREAM_PORT"; NP="http://127.0.0.1:$NGINX_PROXY_PORT"
 HE="http://127.0.0.1:$HAPROXY_ES256_PORT"; BP="http://127.0.0.1:$BARE_PORT"
-TG="http://127.0.0.1:$TG_PORT"
+TG="http://127.0.0.1:$TG_PORT"; TG_NC="http://127.0.0.1:$TG_NC_PORT"
 wait_http upstream "$UP/"; wait_http nginx-proxy "$NP/"; wait_http haproxy "$HE/"
 wait_http bare "$BP/"; wait_http tokengate "http://127.0.0.1:$TG_ADMIN_PORT/readyz"
 wait_http tokengate-nocache "http://127.0.0.1:$TG_NC_ADMIN_PORT/readyz"
