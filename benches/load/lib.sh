@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by benches/load/run.sh, soak.sh, pair.sh and targets.sh (sourced, not run): logging, the
 # release build, pinned background processes, free loopback ports and the results' last lines.
 #
@@ -48,6 +49,7 @@ cleanup_run_dir() {
 start_proc() { # name cpu logfile cmd...: start pinned, in the background
     local name="$1" cpu="$2" logfile="$3"; shift 3
     taskset -c "$cpu" "$@" >"$logfile" 2>&1 &
+    # shellcheck disable=SC2004  # PID_OF is associative (declare -A in each script)
     PID_OF[$name]=$!
 }
 

@@ -55,7 +55,9 @@ build_release   # only checks that the mint example exists
 declare -A PID_OF=()
 temporary_run_dir pair
 
-UPSTREAM_PORT=$(free_port); REDIS_PORT=$(free_port)
+# shellcheck disable=SC2034  # render reads UPSTREAM_PORT through ${!name}
+UPSTREAM_PORT=$(free_port)
+REDIS_PORT=$(free_port)
 ISSUER="https://idp.bench.local"; AUDIENCE="bench-api"
 render "$HERE/nginx-upstream.conf" "$RUN_DIR/nginx-upstream.conf"
 start_proc upstream 0 "$RUN_DIR/upstream.log" nginx -c "$RUN_DIR/nginx-upstream.conf"
@@ -94,6 +96,9 @@ done | awk '
     { r[NR] = $3 / $2; sa += $2; sb += $3; printf "| %d | %.0f | %.0f | %.3f |\n", $1, $2, $3, $3 / $2 }
     END {
         n = asort(r)
+        # The median of an even count is the mean of the two middle values; quartiles as in
+        # targets.sh.
+        m = (n % 2) ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
         printf "\nB/A over %d pairs: median %.3f, quartiles %.3f–%.3f; mean A %.0f req/s, mean B %.0f req/s\n",
-            n, r[int((n + 1) / 2)], r[int(n / 4) + 1], r[int(3 * n / 4)], sa / n, sb / n
+            n, m, r[int((n + 3) / 4)], r[int((3 * n + 3) / 4)], sa / n, sb / n
     }'

@@ -72,8 +72,13 @@ LOADAVG_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- everything up at once
 UPSTREAM_PORT=$(free_port); NGINX_PROXY_PORT=$(free_port); REDIS_PORT=$(free_port)
-HAPROXY_PASS_PORT=$(free_port); HAPROXY_ES256_PORT=$(free_port)
-HAPROXY_ES256_CLAIMS_PORT=$(free_port); HAPROXY_RS256_PORT=$(free_port)
+# haproxy.cfg listens on all four HAProxy ports (render reads them through ${!name}); this
+# script drives only the ES256 one.
+# shellcheck disable=SC2034
+{
+    HAPROXY_PASS_PORT=$(free_port); HAPROXY_ES256_PORT=$(free_port)
+    HAPROXY_ES256_CLAIMS_PORT=$(free_port); HAPROXY_RS256_PORT=$(free_port)
+}
 TG_PORT=$(free_port); TG_ADMIN_PORT=$(free_port); BARE_PORT=$(free_port)
 render "$HERE/nginx-upstream.conf" "$RUN_DIR/nginx-upstream.conf"
 render "$HERE/nginx-proxy.conf" "$RUN_DIR/nginx-proxy.conf"
