@@ -9,17 +9,18 @@
 # Samples the gateway's VmRSS from /proc every 0.5 s throughout and reports, as one markdown
 # table (also written to benches/load/soak-<timestamp>.md): RSS at idle, peak RSS (VmHWM),
 # RSS with every token cached, RSS after expiry (before any request, then after each of five
-# 2 s runs of requests with one token: freed memory goes back to the system as the gateway
-# allocates again), and the verified-token cache's entry count (tokengate_token_cache_entries
-# from the admin /metrics) at each point.
+# 2 s runs of requests with one token: the RSS falls as the gateway allocates again), and the
+# verified-token cache's entry count (tokengate_token_cache_entries from the admin /metrics)
+# at each point.
 # With --waves 2, a second set of N tokens (from a second issuer, minted at the start with a
 # lifetime 300 s longer) is sent once the first set has expired, and the table adds the RSS
 # with the second set cached and the peak after it: memory freed at expiry must be reused,
 # not added to.
 #
 # Bounded: minting at most 5 min, the send at most 10 min, the wait for expiry at most
-# S + 60 s. Every process started here is stopped on exit. Needs nginx, wrk, redis-server,
-# curl (run benches/load/run.sh once, or apt-get install nginx-light wrk redis-server).
+# S + 60 s, the requests after expiry 5 × 2 s. Every process started here is stopped on exit.
+# Needs nginx, wrk, redis-server, curl (run benches/load/run.sh once, or apt-get install
+# nginx-light wrk redis-server).
 set -Eeuo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
