@@ -133,8 +133,12 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # Warm up with the long-lived token (connections, pools, allocator), then record idle.
 ES_TOKEN="$(<"$RUN_DIR/es256.token")"
-WRK_TOKEN="$ES_TOKEN" timeout 30 taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d2s \
-    -s "$HERE/wrk.lua" "http://127.0.0.1:$TG_PORT/api" >/dev/null 2>&1 || true
+one_token_load() { # seconds: requests with the one long-lived token (cache hits); the gateway must live
+    WRK_TOKEN="$ES_TOKEN" timeout 30 taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$1"s \
+        -s "$HERE/wrk.lua" "http://127.0.0.1:$TG_PORT/api" >/dev/null 2>&1 || true
+    kill -0 "$TG_PID" 2>/dev/null || die "tokengate exited (log: $RUN_DIR/tokengate.log)"
+}
+one_token_load 2
 sleep 1
 IDLE_RSS=$(rss_kib); IDLE_ENTRIES=$(metric tokengate_token_cache_entries)
 
@@ -201,8 +205,7 @@ AFTER_RSS=$(rss_kib); AFTER_ENTRIES=$(metric tokengate_token_cache_entries)
 log "after expiry: 5 runs of 2 s of requests with one token"
 TRAFFIC_STEPS=""
 for _ in 1 2 3 4 5; do
-    WRK_TOKEN="$ES_TOKEN" timeout 30 taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d2s \
-        -s "$HERE/wrk.lua" "http://127.0.0.1:$TG_PORT/api" >/dev/null 2>&1 || true
+    one_token_load 2
     TRAFFIC_RSS=$(rss_kib)
     TRAFFIC_STEPS="${TRAFFIC_STEPS:+$TRAFFIC_STEPS, }$(mib "$TRAFFIC_RSS")"
 done

@@ -179,13 +179,15 @@ measure_point() { # round index
     IFS='|' read -r name url mode <<<"${POINTS[$2]}"
     # Only the cached gateway must never see a token twice; the uncached one (and HAProxy)
     # start from the first line each time.
-    if [[ "$name" == "tokengate /api distinct" ]]; then
+    local fresh=0
+    [[ "$name" == "tokengate /api distinct" ]] && fresh=1
+    if (( fresh )); then
         start=$NEXT_TOKEN
         hits="$(cache_hits)"
     fi
     wrk_rps "$DURATION" "$url" "$mode" "$start"
     RPS[$round|$name]="$WRK_RPS"
-    if [[ "$name" == "tokengate /api distinct" ]]; then
+    if (( fresh )); then
         # wrk sends up to one request per connection past the ones it counts.
         NEXT_TOKEN=$(( NEXT_TOKEN + LAST_REQUESTS + CONNECTIONS ))
         (( NEXT_TOKEN < TOKENS )) || die "ran out of distinct tokens: raise --tokens (now $TOKENS)"
